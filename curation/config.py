@@ -1,0 +1,131 @@
+"""Curation configuration: every threshold is a value here, with the paper's default.
+
+Loaded from YAML or JSON and validated on load (pydantic, unknown keys rejected), so a wrong key or
+value fails before any work starts, with one line naming it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from curation.errors import UserError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SceneDetectionConfig(_Strict):
+    """PySceneDetect settings (section 5.1: the primary videos are split into single scenes)."""
+
+    detector: Literal["content", "adaptive"] = "content"
+    threshold: float = Field(27.0, gt=0, description="ContentDetector threshold (its default)")
+    adaptive_threshold: float = Field(3.0, gt=0, description="AdaptiveDetector threshold")
+    min_scene_len: int = Field(15, ge=1, description="shortest scene the detector emits, frames")
+    analysis_width: int = Field(
+        256,
+        ge=32,
+        description="frames are decoded straight to this width for detection; PySceneDetect's own "
+        "auto-downscale targets the same width, so cuts agree with its command line",
+    )
+
+
+class FilterConfig(_Strict):
+    """The paper's filters: clips ≥ 16 frames, captions ≥ 3 words, height ≥ 720."""
+
+    min_frames: int = Field(16, ge=1)
+    min_caption_words: int = Field(3, ge=0)
+    min_height: int = Field(720, ge=0)
+
+
+class ScoringConfig(_Strict):
+    """Aesthetic score (LAION improved predictor over CLIP ViT-L/14) and text-frame CLIP similarity.
+
+    All paths are local files; with ``clip_checkpoint`` or ``aesthetic_mlp`` unset, the stage is
+    skipped, the score columns stay null and run.json says so.
+    """
+
+    clip_model: str = Field(
+        "ViT-L-14",
+        description="an open_clip model name, or a path to an open_clip model config JSON",
+    )
+    clip_checkpoint: str | None = Field(None, description="open_clip weights (.safetensors/.pt/.pth/.bin)")
+    aesthetic_mlp: str | None = Field(None, description="aesthetic MLP state dict (.safetensors/.pth)")
+    frame_positions: tuple[float, ...] = (0.1, 0.5, 0.9)
+    batch_size: int = Field(16, ge=1)
+    actors: int = Field(1, ge=1, description="scoring actors in the Ray actor pool")
+
+    @field_validator("frame_positions")
+    @classmethod
+    def _positions_in_unit_interval(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(not 0.0 <= p <= 1.0 for p in value):
+            raise ValueError("must be a non-empty list of fractions in [0, 1]")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return self.clip_checkpoint is not None and self.aesthetic_mlp is not None
+
+
+class CaptionerConfig(_Strict):
+    """Optional local image-to-text model (a transformers folder) that writes clip captions."""
+
+    model: str = Field(description="local path of a transformers image-to-text model folder")
+    mode: Literal["replace", "fill_missing"] = "fill_missing"
+    max_new_tokens: int = Field(30, ge=1)
+    batch_size: int = Field(8, ge=1)
+
+
+class CurationConfig(_Strict):
+    scenes: SceneDetectionConfig = SceneDetectionConfig()
+    filters: FilterConfig = FilterConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    captioner: CaptionerConfig | None = None
+    videos_per_shard: int = Field(
+        16, ge=1, description="videos per output Parquet part; the unit of resumption"
+    )
+    source_dataset: str = Field("vimeo25m", description="default when the metadata gives none")
+
+
+def _format_validation_error(source: str, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "<root>"
+    if err["type"] == "extra_forbidden":
+        return f"{source}: unknown config key '{key}'"
+    return f"{source}: bad value for '{key}': {err['msg']} (got {err.get('input')!r})"
+
+
+def build_config(data: dict[str, Any], source: str = "config") -> CurationConfig:
+    """Validate a plain dict into a CurationConfig, raising a one-line UserError."""
+    try:
+        return CurationConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(_format_validation_error(source, exc)) from None
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> CurationConfig:
+    """Read a YAML/JSON config file (or defaults) and apply dotted-key overrides from the CLI."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: config file not found")
+        try:
+            text = path.read_text()
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text) or {}
+        except (yaml.YAMLError, json.JSONDecodeError) as exc:
+            raise UserError(f"{path}: not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: a config must be a mapping of keys to values")
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return build_config(data, source=str(path) if path else "config")

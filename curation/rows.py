@@ -1,0 +1,55 @@
+"""The row that flows through the curation pipeline.
+
+Every row has the clip manifest's columns plus three ``reject_*`` fields (null while the row is
+kept) and a few private fields (``_shard``, ``_video_rows``, ``_seconds_*``) the driver uses for
+resumption, completion tracking and timings. A stage never drops a row: it marks it rejected, and
+later stages pass rejected rows through untouched, so every input is accounted for at the end.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from curation.schema import CLIP_COLUMNS, STAGES
+
+Row = dict[str, Any]
+
+SHARD = "_shard"
+VIDEO_ROWS = "_video_rows"  # rows this video produced in total: the driver's completion check
+METADATA = "_metadata"  # the video's metadata record, JSON text
+FRAMES = "_frames"  # sampled RGB frames (N, H, W, 3) uint8 for the model stages
+SECONDS_PREFIX = "_seconds_"
+
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+
+
+def new_row(**values: Any) -> Row:
+    row: Row = dict.fromkeys(CLIP_COLUMNS)
+    row.update(reject_stage=None, reject_reason=None, reject_detail=None)
+    row.update(values)
+    return row
+
+
+def reject(row: Row, stage: str, reason: str, detail: str | None = None) -> Row:
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}")
+    row.update(reject_stage=stage, reject_reason=reason, reject_detail=detail)
+    return row
+
+
+def is_rejected(row: Row) -> bool:
+    return row.get("reject_stage") is not None
+
+
+def add_seconds(row: Row, stage: str, seconds: float) -> Row:
+    key = SECONDS_PREFIX + stage
+    row[key] = (row.get(key) or 0.0) + seconds
+    return row
+
+
+def count_words(caption: str | None) -> int:
+    """Words in a caption, URLs not counted (a URL-only caption has zero words)."""
+    if not caption:
+        return 0
+    return len(_URL.sub(" ", caption).split())

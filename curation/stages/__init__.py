@@ -1,0 +1,1 @@
+"""Curation stages: small functions over pipeline rows (`curation.rows`), one job each."""

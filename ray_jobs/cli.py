@@ -1,0 +1,58 @@
+"""The `lavie` command line: one sub-command per entry point.
+
+Each package owns its sub-commands: a module listed in ``COMMAND_MODULES`` exposes
+``register(subparsers)``, which adds its parser and sets ``handler`` (a callable taking the parsed
+namespace and returning an exit code). Errors the user can fix are raised as ``UserError`` and
+printed as one line, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from curation.errors import UserError
+
+COMMAND_MODULES = (
+    "curation.cli",
+    "curation.stats.cli",
+    "training.cli",
+    "cascade.cli",
+    "ray_jobs.jobs_cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lavie",
+        description="Curate video datasets, train and serve LaVie's cascaded video diffusion models.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # a sub-command not built yet
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        print(f"lavie {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lavie {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
