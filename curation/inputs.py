@@ -21,14 +21,6 @@ VIDEO_EXTENSIONS = frozenset(
 _GLOB_CHARS = frozenset("*?[")
 
 
-@dataclass(frozen=True, order=True)
-class VideoInput:
-    """One input file. ``uri`` is what every later stage opens and what manifests record."""
-
-    uri: str
-    rel_path: str  # relative to the INPUT it was found under; the file name for a named file
-
-
 @dataclass(frozen=True)
 class MissingInput:
     uri: str
@@ -37,7 +29,7 @@ class MissingInput:
 
 @dataclass(frozen=True)
 class ResolvedInputs:
-    videos: tuple[VideoInput, ...]
+    videos: tuple[str, ...]  # URIs: what every later stage opens and what manifests record
     missing: tuple[MissingInput, ...]
 
 
@@ -69,27 +61,22 @@ def _is_video_name(path: str) -> bool:
 
 def resolve_inputs(specs: list[str], storage_options: dict | None = None) -> ResolvedInputs:
     """Expand INPUT arguments into video files, de-duplicated and sorted for stable sharding."""
-    videos: dict[str, VideoInput] = {}
+    videos: set[str] = set()
     missing: list[MissingInput] = []
     for spec in specs:
         fs, path = filesystem_for(spec, storage_options)
         if any(ch in path for ch in _GLOB_CHARS):
-            matches = [p for p in fs.glob(path) if fs.isfile(p)]
-            if not matches:
+            found = [p for p in fs.glob(path) if fs.isfile(p)]
+            if not found:
                 missing.append(MissingInput(spec, "pattern matched no file"))
-            root = path.split("*")[0].rsplit("/", 1)[0]
-            found = [(p, posixpath.relpath(p, root)) for p in matches]
         elif fs.isdir(path):
-            files = [p for p in fs.find(path) if _is_video_name(p)]
-            if not files:
+            found = [p for p in fs.find(path) if _is_video_name(p)]
+            if not found:
                 missing.append(MissingInput(spec, "folder holds no video file"))
-            found = [(p, posixpath.relpath(p, path)) for p in files]
         elif fs.isfile(path):
-            found = [(path, posixpath.basename(path))]
+            found = [path]
         else:
             missing.append(MissingInput(to_uri(fs, path), "no such file or folder"))
             found = []
-        for p, rel in found:
-            uri = to_uri(fs, p)
-            videos.setdefault(uri, VideoInput(uri=uri, rel_path=rel))
-    return ResolvedInputs(videos=tuple(sorted(videos.values())), missing=tuple(missing))
+        videos.update(to_uri(fs, p) for p in found)
+    return ResolvedInputs(videos=tuple(sorted(videos)), missing=tuple(missing))

@@ -1,6 +1,7 @@
 """Video metadata (captions, categories, source datasets) from a CSV, JSONL or Parquet file.
 
-Columns: ``video`` (the file's name, its path relative to the INPUT folder, or its full URI) and
+Columns: ``video`` (the file's full URI, or any trailing part of its path that names one input only, such
+as its path relative to the INPUT folder or its file name) and
 ``caption`` are required; ``category``, ``source_dataset``, ``start_sec`` and ``end_sec`` are
 optional. Several rows for one video with ``start_sec``/``end_sec`` give per-scene captions: a clip
 takes the caption of the row whose time range overlaps it most, and the video's untimed row (if
@@ -21,7 +22,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from curation.errors import UserError
-from curation.inputs import VideoInput, filesystem_for
+from curation.inputs import filesystem_for
 
 REQUIRED_COLUMNS = ("video", "caption")
 OPTIONAL_COLUMNS = ("category", "source_dataset", "start_sec", "end_sec")
@@ -132,22 +133,27 @@ class MetadataMatch:
     unmatched: tuple[str, ...]  # metadata keys naming no input video
 
 
-def match_metadata(table: pa.Table, videos: tuple[VideoInput, ...], url: str) -> MetadataMatch:
-    """Attach metadata rows to videos by full URI, then relative path, then unique file name."""
+def _path_suffixes(uri: str) -> list[str]:
+    """'s3://b/x/y/c.mp4' → ['x/y/c.mp4', 'y/c.mp4', 'c.mp4'] (longest first)."""
+    parts = uri.split("://", 1)[-1].strip("/").split("/")
+    return ["/".join(parts[i:]) for i in range(1, len(parts))] or parts
+
+
+def match_metadata(table: pa.Table, videos: tuple[str, ...], url: str) -> MetadataMatch:
+    """Attach metadata rows to videos by full URI, else by the longest path suffix that names
+    exactly one input (a relative path or the file name)."""
     rows = _rows_by_video(table, url)
+    suffix_counts: dict[str, int] = defaultdict(int)
+    for uri in videos:
+        for suffix in _path_suffixes(uri):
+            suffix_counts[suffix] += 1
     by_uri: dict[str, VideoMetadata] = {}
     used: set[str] = set()
-    name_counts: dict[str, int] = defaultdict(int)
-    for video in videos:
-        name_counts[posixpath.basename(video.uri)] += 1
-    for video in videos:
-        name = posixpath.basename(video.uri)
-        candidates = [video.uri, video.rel_path]
-        if name_counts[name] == 1:
-            candidates.append(name)
+    for uri in videos:
+        candidates = [uri] + [s for s in _path_suffixes(uri) if suffix_counts[s] == 1]
         for key in candidates:
             if key in rows:
-                by_uri[video.uri] = rows[key]
+                by_uri[uri] = rows[key]
                 used.add(key)
                 break
     return MetadataMatch(by_uri=by_uri, unmatched=tuple(sorted(set(rows) - used)))

@@ -34,7 +34,6 @@ from curation.schema import (
 )
 
 PROGRESS_DIR = "_progress"
-SCORE_COLUMNS = ("aesthetic_score", "clip_score")
 
 
 @dataclass
@@ -67,12 +66,7 @@ class ShardCounts:
 
 
 def _clip_record(row: Row) -> dict[str, Any]:
-    record = {name: row.get(name) for name in CLIP_SCHEMA.names}
-    for column in SCORE_COLUMNS:  # NaN means "not scored" inside the pipeline
-        value = record[column]
-        if value is not None and value != value:
-            record[column] = None
-    return record
+    return {name: row.get(name) for name in CLIP_SCHEMA.names}
 
 
 def _reject_record(row: Row) -> dict[str, Any]:

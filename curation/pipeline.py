@@ -58,11 +58,11 @@ def plan_work(request: CurationRequest) -> WorkPlan:
         metadata_digest = hashlib.sha1(json.dumps(table.to_pylist(), default=str).encode()).hexdigest()
 
     videos = []
-    for index, video in enumerate(resolved.videos):
-        meta = metadata_by_uri.get(video.uri, VideoMetadata())
+    for index, uri in enumerate(resolved.videos):
+        meta = metadata_by_uri.get(uri, VideoMetadata())
         videos.append(
             new_row(
-                source_uri=video.uri,
+                source_uri=uri,
                 source_dataset=meta.source_dataset or config.source_dataset,
                 category=meta.category,
                 **{SHARD: index // config.videos_per_shard, METADATA: json.dumps(meta.to_record())},
@@ -80,6 +80,7 @@ def plan_work(request: CurationRequest) -> WorkPlan:
             f"listed in {request.metadata} but not among the inputs",
         )
         for key in unmatched
+        if not any(m.uri == key or m.uri.endswith("/" + key) for m in resolved.missing)
     ]
     if not videos and not input_rejects:
         raise UserError("no input given")
@@ -118,7 +119,8 @@ def build_dataset(videos: list[Row], config: CurationConfig, storage_options: di
             CaptionClips,
             fn_constructor_kwargs={"config": config.captioner, "frame_count": len(positions)},
             batch_size=config.captioner.batch_size,
-            concurrency=1,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=1),
             num_gpus=1 if has_gpu else 0,
         )
     ds = ds.map(filter_caption, fn_kwargs={"config": config.filters})
@@ -131,7 +133,8 @@ def build_dataset(videos: list[Row], config: CurationConfig, storage_options: di
             ScoreClips,
             fn_constructor_kwargs={"config": config.scoring},
             batch_size=config.scoring.batch_size,
-            concurrency=config.scoring.actors,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=config.scoring.actors),
             num_gpus=1 if has_gpu else 0,
         )
     if frames_added:
@@ -225,6 +228,7 @@ def _ensure_ray(address: str | None) -> None:
     if not ray.is_initialized():
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def run_curation(request: CurationRequest, on_progress: ProgressCallback | None = None) -> dict[str, Any]:

@@ -64,11 +64,17 @@ def write_video(
     height: int = 720,
     fps: int = 24,
     seed: int = 0,
+    faststart: bool = False,
 ) -> SyntheticVideo:
-    """Write an H.264 mp4 whose scenes have exactly ``scene_lengths`` frames."""
+    """Write an H.264 mp4 whose scenes have exactly ``scene_lengths`` frames.
+
+    ``faststart`` puts the index before the frames, as streaming sites do; such a file cut short
+    still opens and declares all its frames, which is what a truncated download looks like.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), mode="w", options=options) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"preset": "ultrafast", "crf": "23"}

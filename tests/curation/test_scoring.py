@@ -1,0 +1,113 @@
+"""Aesthetic and CLIP scoring through the real loading code, with tiny random models on disk."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from curation.config import build_config
+from curation.errors import UserError
+from curation.pipeline import CurationRequest, run_curation
+from curation.scoring import AestheticPredictor, ClipScorer, load_aesthetic_predictor, load_clip
+from curation.stages.frames import FRAME_SIZE, frame_indices
+
+TINY_CLIP = {
+    "embed_dim": 768,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    import open_clip
+
+    root = tmp_path_factory.mktemp("weights")
+    config = root / "tiny-clip.json"
+    config.write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(str(config))
+    torch.manual_seed(0)
+    clip = open_clip.create_model("tiny-clip", pretrained=None, load_weights=False)
+    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(root / "clip.safetensors"))
+    mlp = AestheticPredictor(768)
+    torch.save(mlp.state_dict(), root / "aesthetic.pth")
+    return {"clip_model": str(config), "clip_checkpoint": str(root / "clip.safetensors"),
+            "aesthetic_mlp": str(root / "aesthetic.pth"), "root": root}
+
+
+def test_scores_in_the_manifest_equal_the_models_applied_to_the_clip_frames(ray_cluster, corpus, weights, tmp_path):
+    import decord
+
+    scoring = {k: weights[k] for k in ("clip_model", "clip_checkpoint", "aesthetic_mlp")}
+    request = CurationRequest(
+        inputs=(str(corpus.folder / "city.mp4"), str(corpus.folder / "sub")),
+        out=str(tmp_path / "out"),
+        metadata=str(corpus.metadata),
+        config=build_config({"scoring": {**scoring, "batch_size": 2}}),
+    )
+    record = run_curation(request)
+    assert record["scoring"] == {"aesthetic": True, "clip_score": True, "skipped_reason": None}
+    clips = pads.dataset(tmp_path / "out" / "clips").to_table().to_pylist()
+    assert len(clips) == 4
+    scorer = ClipScorer(**scoring)
+    for clip in clips:
+        # Independent decode of the 10/50/90 % frames, shortest side 224, centre crop.
+        reader = decord.VideoReader(clip["source_uri"])
+        frames = reader.get_batch(frame_indices(clip["start_frame"], clip["num_frames"], (0.1, 0.5, 0.9))).asnumpy()
+        h, w = frames.shape[1:3]
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+        size = (FRAME_SIZE, round(w * FRAME_SIZE / h))
+        x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True)
+        left = (x.shape[-1] - FRAME_SIZE) // 2
+        x = x[..., left : left + FRAME_SIZE].round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        aesthetic, similarity = scorer.score(x[None], [clip["caption"]])
+        # Decoder-side scaling and torch's resize differ by a few grey levels; the scores agree closely.
+        assert clip["aesthetic_score"] == pytest.approx(aesthetic.item(), abs=2e-2)
+        assert clip["clip_score"] == pytest.approx(similarity.item(), abs=2e-2)
+        assert -1.0 <= clip["clip_score"] <= 1.0
+    assert len({round(c["aesthetic_score"], 6) for c in clips}) > 1  # scores depend on the content
+
+
+def test_predictor_layout_matches_the_released_state_dict_keys():
+    keys = set(AestheticPredictor(768).state_dict())
+    assert keys == {f"layers.{i}.{p}" for i in (0, 2, 4, 6, 7) for p in ("weight", "bias")}
+
+
+def test_weights_are_loaded_without_unpickling_objects(tmp_path, weights):
+    import argparse
+
+    bad = tmp_path / "evil.pth"
+    # Any non-tensor global would run code on a plain torch.load; weights_only refuses it.
+    torch.save({"layers.0.weight": argparse.Namespace(payload="x")}, bad)
+    with pytest.raises(UserError, match="evil.pth: cannot read weights"):
+        load_aesthetic_predictor(bad)
+
+
+def test_bad_weights_give_one_line_errors(tmp_path, weights):
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"layers.0.weight": torch.zeros(1024, 512), "layers.0.bias": torch.zeros(1024)}, str(wrong))
+    with pytest.raises(UserError, match="do not fit"):
+        load_aesthetic_predictor(wrong)
+    small = tmp_path / "mlp512.pth"
+    torch.save(AestheticPredictor(512).state_dict(), small)
+    with pytest.raises(UserError, match="takes 512-d embeddings but CLIP"):
+        ClipScorer(weights["clip_model"], weights["clip_checkpoint"], str(small))
+    with pytest.raises(UserError, match="unexpected key|missing key"):
+        load_clip(weights["clip_model"], weights["aesthetic_mlp"])
+    with pytest.raises(UserError, match="weights file not found"):
+        load_clip(weights["clip_model"], tmp_path / "nope.safetensors")
+    with pytest.raises(UserError, match="unknown open_clip model"):
+        load_clip("ViT-Nonexistent", weights["clip_checkpoint"])
+
+
+def test_scorer_marks_uncaptioned_clips_nan(weights):
+    scorer = ClipScorer(weights["clip_model"], weights["clip_checkpoint"], weights["aesthetic_mlp"])
+    frames = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (2, 3, 224, 224, 3), dtype=np.uint8))
+    aesthetic, similarity = scorer.score(frames, ["a caption here", None])
+    assert torch.isfinite(aesthetic).all()
+    assert torch.isfinite(similarity[0]) and torch.isnan(similarity[1])
