@@ -131,6 +131,7 @@ def _rows_by_video(table: pa.Table, url: str) -> dict[str, VideoMetadata]:
 class MetadataMatch:
     by_uri: dict[str, VideoMetadata]
     unmatched: tuple[str, ...]  # metadata keys naming no input video
+    ambiguous: tuple[str, ...]  # metadata keys naming several input videos
 
 
 def _path_suffixes(uri: str) -> list[str]:
@@ -156,4 +157,6 @@ def match_metadata(table: pa.Table, videos: tuple[str, ...], url: str) -> Metada
                 by_uri[uri] = rows[key]
                 used.add(key)
                 break
-    return MetadataMatch(by_uri=by_uri, unmatched=tuple(sorted(set(rows) - used)))
+    leftover = set(rows) - used
+    ambiguous = {key for key in leftover if suffix_counts.get(key, 0) > 1}
+    return MetadataMatch(by_uri, unmatched=tuple(sorted(leftover - ambiguous)), ambiguous=tuple(sorted(ambiguous)))

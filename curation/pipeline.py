@@ -49,12 +49,20 @@ def plan_work(request: CurationRequest) -> WorkPlan:
     config = request.config
     resolved = resolve_inputs(list(request.inputs), request.storage_options)
     metadata_by_uri: dict[str, VideoMetadata] = {}
-    unmatched: tuple[str, ...] = ()
+    metadata_rejects: list[tuple[str, str, str]] = []  # (key, reason, detail)
     metadata_digest = None
     if request.metadata:
         table = read_metadata_table(request.metadata, request.storage_options)
         match = match_metadata(table, resolved.videos, request.metadata)
-        metadata_by_uri, unmatched = match.by_uri, match.unmatched
+        metadata_by_uri = match.by_uri
+        metadata_rejects = [
+            (key, "not_found", f"listed in {request.metadata} but not among the inputs")
+            for key in match.unmatched
+            if not any(m.uri == key or m.uri.endswith("/" + key) for m in resolved.missing)
+        ] + [
+            (key, "ambiguous_metadata", f"'{key}' in {request.metadata} names several inputs; give a longer path")
+            for key in match.ambiguous
+        ]
         metadata_digest = hashlib.sha1(json.dumps(table.to_pylist(), default=str).encode()).hexdigest()
 
     videos = []
@@ -73,14 +81,8 @@ def plan_work(request: CurationRequest) -> WorkPlan:
         reject(new_row(source_uri=m.uri, **{SHARD: num_shards}), "input", "not_found", m.detail)
         for m in resolved.missing
     ] + [
-        reject(
-            new_row(source_uri=key, **{SHARD: num_shards}),
-            "input",
-            "not_found",
-            f"listed in {request.metadata} but not among the inputs",
-        )
-        for key in unmatched
-        if not any(m.uri == key or m.uri.endswith("/" + key) for m in resolved.missing)
+        reject(new_row(source_uri=key, **{SHARD: num_shards}), "input", reason, detail)
+        for key, reason, detail in metadata_rejects
     ]
     if not videos and not input_rejects:
         raise UserError("no input given")

@@ -1,7 +1,7 @@
 """Streaming accumulators over record batches of the clips table.
 
-Each accumulator holds only fixed-size counts (plus the distinct source URIs), takes one record
-batch at a time and can ``merge`` another of its kind, so a manifest can be summarised file by
+Each accumulator holds counts only (the distinct source URIs apart), takes one record batch at a
+time and can ``merge`` another of its kind, so a manifest can be summarised file by
 file, in any order, on any number of workers, and give the same figures.
 """
 
@@ -109,8 +109,9 @@ class ClipStats:
     """
 
     def __init__(self, columns: set[str] | frozenset[str]) -> None:
-        self.has_category = "category" in columns
-        self.has_aesthetic = "aesthetic_score" in columns
+        self.optional = [c for c in OPTIONAL_COLUMNS if c in columns]
+        self.has_category = "category" in self.optional
+        self.has_aesthetic = "aesthetic_score" in self.optional
         self.clips = 0
         self.duration_total = 0.0
         self.videos = DistinctCount()
@@ -122,7 +123,7 @@ class ClipStats:
 
     def projection(self) -> list[str]:
         """The columns to read: nothing else of the manifest is ever decoded."""
-        return list(REQUIRED_COLUMNS) + [c for c, has in (("category", self.has_category), ("aesthetic_score", self.has_aesthetic)) if has]
+        return list(REQUIRED_COLUMNS) + self.optional
 
     def add_batch(self, batch: pa.RecordBatch) -> None:
         self.clips += batch.num_rows
@@ -137,7 +138,7 @@ class ClipStats:
             self.aesthetic.add(batch.column("aesthetic_score"))
 
     def merge(self, other: ClipStats) -> None:
-        if (self.has_category, self.has_aesthetic) != (other.has_category, other.has_aesthetic):
+        if self.optional != other.optional:
             raise ValueError("cannot merge statistics of tables with different columns")
         self.clips += other.clips
         self.duration_total += other.duration_total

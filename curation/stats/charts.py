@@ -76,9 +76,8 @@ def bar_chart(chart_id: str, title: str, rows: list[str], series: list[Series]) 
         parts.append(f'<text class="tick" x="{gx:.1f}" y="{axis_y + 16}" text-anchor="middle">{tick:g}%</text>')
     for r, row in enumerate(rows):
         y0 = top + r * row_height + _ROW_GAP / 2
-        parts.append(
-            f'<text class="row" x="{label_width - 8:.1f}" y="{y0 + len(series) * _BAR / 2 + 4:.1f}" text-anchor="end">{escape(row)}</text>'
-        )
+        label_y = y0 + len(series) * _BAR / 2 + 4
+        parts.append(f'<text class="row" x="{label_width - 8:.1f}" y="{label_y:.1f}" text-anchor="end">{escape(row)}</text>')
         for i, s in enumerate(series):
             value = s.values[r]
             y = y0 + i * _BAR
@@ -88,6 +87,7 @@ def bar_chart(chart_id: str, title: str, rows: list[str], series: list[Series]) 
                 f'<rect class="bar" x="{label_width:.1f}" y="{y:.1f}" width="{bar_width:.2f}" height="{_BAR - 2}" '
                 f'fill="{color(i)}"><title>{escape(tip)}</title></rect>'
             )
-            parts.append(f'<text class="value" x="{label_width + bar_width + 4:.1f}" y="{y + _BAR - 4:.1f}">{escape(_format(value))}</text>')
+            value_x = label_width + bar_width + 4
+            parts.append(f'<text class="value" x="{value_x:.1f}" y="{y + _BAR - 4:.1f}">{escape(_format(value))}</text>')
     parts.append("</svg>")
     return "".join(parts)

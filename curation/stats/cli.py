@@ -6,11 +6,12 @@ import argparse
 import json
 import posixpath
 
+from curation.cli import parse_storage_options
 from curation.errors import UserError
 from curation.inputs import filesystem_for
 from curation.stats.compute import build_stats
 from curation.stats.html_report import render_report
-from curation.stats.manifest import open_manifest
+from curation.stats.manifest import first_line, open_manifest
 
 REPORT_FILE = "report.html"
 STATS_FILE = "stats.json"
@@ -24,10 +25,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "REPORT_DIR/stats.json (every number on the page) for one or more manifests, side by side: "
         "categories, clip durations, caption lengths, aesthetic scores, resolutions, the curation "
         "funnel and totals. A MANIFEST is a curation output folder or any Parquet dataset with the "
-        "clip columns, as a local path or fsspec URL (s3:// takes its settings from the environment).",
+        "clip columns, as a local path or fsspec URL (s3:// settings from --storage-option or the environment).",
     )
     parser.add_argument("manifests", nargs="+", metavar="MANIFEST", help="curation output or Parquet dataset")
     parser.add_argument("--out", required=True, metavar="REPORT_DIR", help="folder (or URL) to write the report to")
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fsspec storage option for remote manifests and REPORT_DIR, e.g. endpoint_url=http://127.0.0.1:9000",
+    )
     parser.add_argument(
         "--label",
         action="append",
@@ -41,21 +49,22 @@ def run_stats(args: argparse.Namespace) -> int:
     labels = args.label or [None] * len(args.manifests)
     if len(labels) != len(args.manifests):
         raise UserError(f"--label given {len(labels)} times for {len(args.manifests)} manifests: give one per manifest or none")
-    manifests = [open_manifest(uri, label) for uri, label in zip(args.manifests, labels)]
+    storage_options = parse_storage_options(args.storage_option) or None
+    manifests = [open_manifest(uri, label, storage_options) for uri, label in zip(args.manifests, labels)]
     seen: dict[str, str] = {}
     for m in manifests:
         if m.label in seen:
             raise UserError(f"{m.uri}: label '{m.label}' is also the label of {seen[m.label]}; name each with --label")
         seen[m.label] = m.uri
     stats = build_stats(manifests)
-    report_uri, stats_uri = write_outputs(stats, args.out)
+    report_uri, stats_uri = write_outputs(stats, args.out, storage_options)
     print(summary(stats, report_uri, stats_uri))
     return 0
 
 
-def write_outputs(stats: dict, out: str) -> tuple[str, str]:
+def write_outputs(stats: dict, out: str, storage_options: dict | None = None) -> tuple[str, str]:
     """Write stats.json and report.html under ``out``; returns where they went."""
-    fs, path = filesystem_for(out)
+    fs, path = filesystem_for(out, storage_options)
     try:
         fs.makedirs(path, exist_ok=True)
         with fs.open(posixpath.join(path, STATS_FILE), "w", encoding="utf-8") as f:
@@ -64,7 +73,7 @@ def write_outputs(stats: dict, out: str) -> tuple[str, str]:
         with fs.open(posixpath.join(path, REPORT_FILE), "w", encoding="utf-8") as f:
             f.write(render_report(stats))
     except OSError as exc:
-        raise UserError(f"{out}: cannot write the report ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise UserError(f"{out}: cannot write the report ({first_line(exc)})") from None
     base = out.rstrip("/")
     return f"{base}/{REPORT_FILE}", f"{base}/{STATS_FILE}"
 

@@ -65,7 +65,9 @@ def _table(header: list[str], rows: list[list[str]], text_column: int | None = N
     """An HTML table of already-escaped cells; numbers align right, ``text_column`` left."""
     head = "".join(f"<th>{h}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f'<td class="reasons">{c}</td>' if j == text_column else f"<td>{c}</td>" for j, c in enumerate(row)) + "</tr>"
+        "<tr>"
+        + "".join(f'<td class="reasons">{c}</td>' if j == text_column else f"<td>{c}</td>" for j, c in enumerate(row))
+        + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -148,8 +150,12 @@ def _funnel_section(datasets: list[dict]) -> str:
     with_funnel = [(i, d) for i, d in enumerate(datasets) if d["funnel"]["available"]]
     for d in datasets:
         if not d["funnel"]["available"]:
-            parts.append(f'<p class="unavailable">{escape(d["label"])}: funnel {escape(d["funnel"]["note"])} ({escape(d["funnel"]["why"])})</p> ')
-    for key, title in (("inputs_remaining", "Inputs left after each stage, % of inputs"), ("clips_remaining", "Clips left after each stage, % of clips detected")):
+            note, why = escape(d["funnel"]["note"]), escape(d["funnel"]["why"])
+            parts.append(f'<p class="unavailable">{escape(d["label"])}: funnel {note} ({why})</p> ')
+    for key, title in (
+        ("inputs_remaining", "Inputs left after each stage, % of inputs"),
+        ("clips_remaining", "Clips left after each stage, % of clips detected"),
+    ):
         drawn = [(i, d) for i, d in with_funnel if d["funnel"][key] is not None]
         if not drawn:
             continue
@@ -161,7 +167,8 @@ def _funnel_section(datasets: list[dict]) -> str:
             for r, row in enumerate(rows)
         ]
         chart_id = "chart-" + key.replace("_", "-")
-        parts.append(f"<h3>{escape(title)}</h3><div class=\"panel\">{bar_chart(chart_id, title, rows, series)}{_table(header, table_rows)}</div>")
+        chart = bar_chart(chart_id, title, rows, series)
+        parts.append(f'<h3>{escape(title)}</h3><div class="panel">{chart}{_table(header, table_rows)}</div>')
     for i, d in with_funnel:
         funnel = d["funnel"]
         parts.append(f"<h3>{_swatch(i)}{escape(d['label'])}: dropped per stage</h3>")

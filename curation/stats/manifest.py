@@ -12,6 +12,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Literal
 
+import fsspec
 import pyarrow as pa
 import pyarrow.dataset as ds
 
@@ -26,8 +27,8 @@ class Manifest:
     label: str
     uri: str
     kind: Literal["curation_output", "parquet_dataset"]
-    clips: ds.Dataset
-    rejects: ds.Dataset | None  # None: no rejects/ folder (a plain dataset, or nothing was dropped)
+    clips: ds.FileSystemDataset
+    rejects: ds.FileSystemDataset | None  # None: no rejects/ folder (a plain dataset)
     run: dict | None  # the parsed run.json, None when absent
     finished: bool | None  # whether _SUCCESS exists; None for a plain dataset
 
@@ -43,13 +44,15 @@ def default_label(uri: str) -> str:
 
 
 def open_manifest(uri: str, label: str | None = None, storage_options: dict | None = None) -> Manifest:
+    """Open ``uri``, a local path or fsspec URL. Remote settings (an S3 endpoint, keys) come from
+    ``storage_options`` or else the environment (AWS_* variables, fsspec's FSSPEC_S3_* config)."""
     fs, path = filesystem_for(uri, storage_options)
     path = path.rstrip("/") or path
     try:
         exists = fs.exists(path)
         is_output = exists and fs.isdir(posixpath.join(path, CLIPS_DIR))
     except OSError as exc:
-        raise UserError(f"{uri}: cannot be read ({_first_line(exc)})") from None
+        raise UserError(f"{uri}: cannot be read ({first_line(exc)})") from None
     if not exists:
         raise UserError(f"{uri}: no such file or folder")
     label = label or default_label(uri)
@@ -64,11 +67,10 @@ def open_manifest(uri: str, label: str | None = None, storage_options: dict | No
     rejects = None
     if fs.isdir(posixpath.join(path, REJECTS_DIR)):
         rejects_uri = f"{uri.rstrip('/')}/{REJECTS_DIR}"
-        rejects = _parquet_dataset(fs, posixpath.join(path, REJECTS_DIR), rejects_uri, "no Parquet files", allow_empty=True)
-        if rejects is not None:
-            missing = [c for c in REJECT_COLUMNS_USED if c not in rejects.schema.names]
-            if missing:
-                raise UserError(f"{rejects_uri}: not a rejects table: missing column(s) {', '.join(missing)}")
+        rejects = _parquet_dataset(fs, posixpath.join(path, REJECTS_DIR), rejects_uri, allow_empty=True)
+        missing = [c for c in REJECT_COLUMNS_USED if c not in rejects.schema.names]
+        if rejects.files and missing:
+            raise UserError(f"{rejects_uri}: not a rejects table: missing column(s) {', '.join(missing)}")
     run = None
     run_path = posixpath.join(path, RUN_FILE)
     if fs.isfile(run_path):
@@ -76,22 +78,24 @@ def open_manifest(uri: str, label: str | None = None, storage_options: dict | No
             with fs.open(run_path, "rb") as f:
                 run = json.load(f)
         except (ValueError, OSError) as exc:
-            raise UserError(f"{uri.rstrip('/')}/{RUN_FILE}: not valid JSON ({_first_line(exc)})") from None
+            raise UserError(f"{uri.rstrip('/')}/{RUN_FILE}: not valid JSON ({first_line(exc)})") from None
         if not isinstance(run, dict):
             raise UserError(f"{uri.rstrip('/')}/{RUN_FILE}: expected a JSON object")
     finished = fs.isfile(posixpath.join(path, SUCCESS_FILE))
     return Manifest(label, uri, "curation_output", clips, rejects, run, finished)
 
 
-def _parquet_dataset(fs, path: str, uri: str, empty_problem: str, allow_empty: bool = False) -> ds.Dataset | None:
-    """A pyarrow dataset over ``path``; files starting with ``_`` or ``.`` (``_SUCCESS``) are skipped."""
+def _parquet_dataset(
+    fs: fsspec.AbstractFileSystem, path: str, uri: str, empty_problem: str = "", allow_empty: bool = False
+) -> ds.FileSystemDataset:
+    """A pyarrow dataset over ``path``; files starting with ``_`` or ``.`` (``_SUCCESS``) are skipped.
+
+    An empty folder is an error unless ``allow_empty`` (rejects/ of a run that dropped nothing)."""
     try:
         dataset = ds.dataset(path, filesystem=fs, format="parquet")
     except (pa.ArrowInvalid, OSError) as exc:
-        raise UserError(f"{uri}: not a manifest: not a Parquet dataset ({_first_line(exc)})") from None
-    if not dataset.files:
-        if allow_empty:
-            return None
+        raise UserError(f"{uri}: not a manifest: not a Parquet dataset ({first_line(exc)})") from None
+    if not dataset.files and not allow_empty:
         raise UserError(f"{uri}: not a manifest: {empty_problem}")
     return dataset
 
@@ -115,6 +119,6 @@ def _check_clip_columns(clips: ds.Dataset, uri: str) -> None:
                 raise UserError(f"{uri}: column '{name}' has type {kind}, expected a string")
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
