@@ -31,8 +31,12 @@ TRUNCATION_TOLERANCE = 0.9
 class ScaledVideoStreamAv(VideoStreamAv):
     """PySceneDetect's PyAV stream, returning frames already scaled to the analysis size."""
 
-    def __init__(self, path_or_io, analysis_width: int, name: str = "") -> None:
-        super().__init__(path_or_io, name=name, threading_mode="AUTO", suppress_output=True)
+    def __init__(self, path_or_io, config: SceneDetectionConfig, name: str = "") -> None:
+        super().__init__(path_or_io, name=name, threading_mode=config.decoder_threads.upper(), suppress_output=True)
+        if config.skip_deblocking:
+            self._video_stream.codec_context.options = {"skip_loop_filter": "all"}
+        self._interpolation = getattr(Interpolation, config.interpolation.upper())
+        analysis_width = config.analysis_width
         width, height = super().frame_size
         scale = min(1.0, analysis_width / width)
         # Same rounding as PySceneDetect's downscale, so frames have the size it would analyse.
@@ -52,7 +56,7 @@ class ScaledVideoStreamAv(VideoStreamAv):
             return True
         width, height = self._analysis_size
         scaled = self._reformatter.reformat(
-            self._frame, width=width, height=height, format="bgr24", interpolation=Interpolation.AREA
+            self._frame, width=width, height=height, format="bgr24", interpolation=self._interpolation
         )
         return scaled.to_ndarray()
 
@@ -65,7 +69,7 @@ def _detector(config: SceneDetectionConfig):
 
 def detect_scenes(source, config: SceneDetectionConfig, name: str = "") -> tuple[list[tuple[int, int]], int, int]:
     """Scenes of one video as (start_frame, end_frame exclusive), frames decoded, decode failures."""
-    stream = ScaledVideoStreamAv(source, config.analysis_width, name=name)
+    stream = ScaledVideoStreamAv(source, config, name=name)
     manager = SceneManager()
     manager.auto_downscale = False
     manager.add_detector(_detector(config))

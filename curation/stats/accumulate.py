@@ -53,7 +53,8 @@ class Histogram:
 
     def to_json(self) -> dict:
         counts = [int(c) for c in self.counts]
-        return {"labels": list(self.bins.labels), "counts": counts, "percent": percentages(counts), "missing": self.missing}
+        labels = list(self.bins.labels)
+        return {"labels": labels, "counts": counts, "percent": percentages(counts), "missing": self.missing}
 
 
 class ValueCounts:
@@ -85,8 +86,9 @@ class DistinctCount:
     Exactness needs every distinct value; they are kept in a Python set, fed with the distinct
     values of each batch (deduplicated by Arrow first, so the Python work is per distinct value
     per batch, not per row). A set grows in small steps, unlike re-deduplicating the whole
-    collection in Arrow, whose hash table briefly needs about five times the values' size:
-    1.25 M URIs take about 150 MB here, 25 M distinct URIs about 4 GB.
+    collection with ``pc.unique``, whose hash table briefly needs about five times the values'
+    size. Measured (benchmarks/bench_stats.py): 1.25 M distinct URIs add about 200 MB of RSS,
+    10 M (every clip its own video) about 1.3 GB.
     """
 
     def __init__(self) -> None:

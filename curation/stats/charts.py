@@ -26,6 +26,7 @@ _AXIS = 26
 class Series:
     label: str
     values: list[float]
+    color_index: int  # the dataset's position on the page, so it keeps its colour in every chart
 
 
 def color(index: int) -> str:
@@ -52,7 +53,8 @@ def _format(value: float) -> str:
 def bar_chart(chart_id: str, title: str, rows: list[str], series: list[Series]) -> str:
     """An SVG chart of ``series`` (one per dataset, each with one percentage per row)."""
     label_width = 12 + _CHAR * max((len(r) for r in rows), default=4)
-    width = int(label_width + _PLOT_WIDTH + _VALUE_ROOM)
+    legend_width = sum(40 + _CHAR * len(s.label) for s in series)
+    width = int(label_width + max(_PLOT_WIDTH + _VALUE_ROOM, legend_width))
     row_height = len(series) * _BAR + _ROW_GAP
     top = _LEGEND + 6
     height = int(top + len(rows) * row_height + _AXIS)
@@ -64,8 +66,8 @@ def bar_chart(chart_id: str, title: str, rows: list[str], series: list[Series]) 
         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">'
     ]
     x = label_width
-    for i, s in enumerate(series):  # legend
-        parts.append(f'<rect class="legend" x="{x:.1f}" y="4" width="12" height="12" fill="{color(i)}"/>')
+    for s in series:  # legend
+        parts.append(f'<rect class="legend" x="{x:.1f}" y="4" width="12" height="12" fill="{color(s.color_index)}"/>')
         parts.append(f'<text x="{x + 16:.1f}" y="14">{escape(s.label)}</text>')
         x += 40 + _CHAR * len(s.label)
     axis_y = top + len(rows) * row_height
@@ -77,7 +79,9 @@ def bar_chart(chart_id: str, title: str, rows: list[str], series: list[Series]) 
     for r, row in enumerate(rows):
         y0 = top + r * row_height + _ROW_GAP / 2
         label_y = y0 + len(series) * _BAR / 2 + 4
-        parts.append(f'<text class="row" x="{label_width - 8:.1f}" y="{label_y:.1f}" text-anchor="end">{escape(row)}</text>')
+        parts.append(
+            f'<text class="row" x="{label_width - 8:.1f}" y="{label_y:.1f}" text-anchor="end">{escape(row)}</text>'
+        )
         for i, s in enumerate(series):
             value = s.values[r]
             y = y0 + i * _BAR
@@ -85,9 +89,10 @@ def bar_chart(chart_id: str, title: str, rows: list[str], series: list[Series]) 
             tip = f"{s.label} · {row}: {_format(value)}"
             parts.append(
                 f'<rect class="bar" x="{label_width:.1f}" y="{y:.1f}" width="{bar_width:.2f}" height="{_BAR - 2}" '
-                f'fill="{color(i)}"><title>{escape(tip)}</title></rect>'
+                f'fill="{color(s.color_index)}"><title>{escape(tip)}</title></rect>'
             )
             value_x = label_width + bar_width + 4
-            parts.append(f'<text class="value" x="{value_x:.1f}" y="{y + _BAR - 4:.1f}">{escape(_format(value))}</text>')
+            value_y = y + _BAR - 4
+            parts.append(f'<text class="value" x="{value_x:.1f}" y="{value_y:.1f}">{escape(_format(value))}</text>')
     parts.append("</svg>")
     return "".join(parts)

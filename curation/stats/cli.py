@@ -48,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_stats(args: argparse.Namespace) -> int:
     labels = args.label or [None] * len(args.manifests)
     if len(labels) != len(args.manifests):
-        raise UserError(f"--label given {len(labels)} times for {len(args.manifests)} manifests: give one per manifest or none")
+        given, wanted = len(labels), len(args.manifests)
+        raise UserError(f"--label given {given} times for {wanted} manifests: give one per manifest or none")
     storage_options = parse_storage_options(args.storage_option) or None
     manifests = [open_manifest(uri, label, storage_options) for uri, label in zip(args.manifests, labels)]
     seen: dict[str, str] = {}
@@ -107,8 +108,15 @@ def _headline(d: dict) -> str:
     else:
         resolution_text = resolution["note"]
     categories = d["category"]
-    category_text = f"{len(categories['labels'])} categories" if categories["available"] else categories["note"]
+    if categories["available"]:
+        category_text = _count(len(categories["labels"]), "category", "categories")
+    else:
+        category_text = categories["note"]
     return (
-        f"{totals['videos']:,} videos, {totals['clips']:,} clips, {totals['hours']:,} h; "
+        f"{_count(totals['videos'], 'video')}, {_count(totals['clips'], 'clip')}, {totals['hours']:,} h; "
         f"{aesthetic_text}; {resolution_text}; {category_text}"
     )
+
+
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

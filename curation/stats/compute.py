@@ -55,9 +55,10 @@ def dataset_stats(manifest: Manifest) -> dict:
         for batch in scan(manifest.rejects, list(REJECT_COLUMNS_USED)):
             rejects.add_batch(batch)
     figures = clip_stats.to_json()
-    skipped = (manifest.run or {}).get("scoring", {}).get("skipped_reason") if isinstance((manifest.run or {}).get("scoring"), dict) else None
-    if skipped and not figures["aesthetic_score"]["available"]:
-        figures["aesthetic_score"]["why"] = f"run.json: {skipped}"
+    scoring = (manifest.run or {}).get("scoring")
+    if isinstance(scoring, dict) and scoring.get("skipped_reason") and not figures["aesthetic_score"]["available"]:
+        # The run says why nothing was scored: more use to the reader than "null on every clip".
+        figures["aesthetic_score"]["why"] = f"run.json: {scoring['skipped_reason']}"
     funnel = funnel_figures(manifest.run, rejects, clip_stats.clips)
     return {
         "label": manifest.label,

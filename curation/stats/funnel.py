@@ -19,7 +19,6 @@ from curation.schema import STAGES
 INPUT_STAGES = STAGES[: STAGES.index("scene_detect") + 1]
 CLIP_STAGES = STAGES[len(INPUT_STAGES) :]
 
-
 REJECT_COLUMNS_USED = ("stage", "reason", "clip_id")
 
 
@@ -89,9 +88,8 @@ def funnel_figures(run: dict | None, rejects: RejectCounts | None, clips_kept: i
         if counts is not None:
             warnings += _disagreements(counts, stages, clips_kept)
     if clips_remaining is not None and clips_remaining[-1]["count"] != clips_kept:
-        warnings.append(
-            f"clips detected minus clips rejected is {clips_remaining[-1]['count']}, but clips/ holds {clips_kept} clips"
-        )
+        left = clips_remaining[-1]["count"]
+        warnings.append(f"clips detected minus clips rejected is {left}, but clips/ holds {clips_kept} clips")
     return {
         "available": True,
         "run_counts": counts,

@@ -14,7 +14,8 @@ from curation.stats.charts import Series, bar_chart, color
 MAX_CATEGORIES = 30  # more than this and the chart shows the largest ones; stats.json has them all
 
 _CSS = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; padding: 0 1rem; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; }
+body { margin: 2rem auto; max-width: 1100px; padding: 0 1rem; }
 h1 { font-size: 1.6rem; margin-bottom: .2rem; }
 h2 { font-size: 1.2rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
 h3 { font-size: 1rem; margin: 1.2rem 0 .3rem; }
@@ -88,10 +89,11 @@ def _datasets_section(datasets: list[dict]) -> str:
 
 
 def _totals_section(datasets: list[dict]) -> str:
-    rows = [
-        [_swatch(i) + escape(d["label"]), f"{d['totals']['videos']:,}", f"{d['totals']['clips']:,}", f"{d['totals']['hours']:,}"]
-        for i, d in enumerate(datasets)
-    ]
+    rows = []
+    for i, d in enumerate(datasets):
+        totals = d["totals"]
+        numbers = [f"{totals['videos']:,}", f"{totals['clips']:,}", f"{totals['hours']:,}"]
+        rows.append([_swatch(i) + escape(d["label"]), *numbers])
     return (
         '<section id="totals"><h2>Totals</h2>'
         + _table(["dataset", "videos (distinct sources)", "clips", "hours"], rows)
@@ -123,9 +125,9 @@ def _distribution_section(datasets: list[dict], key: str, title: str, unit_text:
     if available:
         rows, left_out = _rows_of(available, key)
         series = []
-        for _, d in available:
+        for i, d in available:
             by_label = dict(zip(d[key]["labels"], d[key]["percent"]))
-            series.append(Series(d["label"], [by_label.get(r, 0.0) for r in rows]))
+            series.append(Series(d["label"], [by_label.get(r, 0.0) for r in rows], i))
         chart = bar_chart(f"chart-{section_id}", f"{title}, {unit_text}", rows, series)
         header = ["bin" if key != "category" else "category"] + [_swatch(i) + escape(d["label"]) for i, d in available]
         table_rows = []
@@ -139,7 +141,8 @@ def _distribution_section(datasets: list[dict], key: str, title: str, unit_text:
         if any(d[key]["missing"] for _, d in available):
             no_value = "not scored" if key == "aesthetic_score" else "no value"
             table_rows.append([f"<em>{no_value}</em>"] + [f"{d[key]['missing']:,}" for _, d in available])
-        parts.append(f'<p class="muted">{escape(unit_text)}</p><div class="panel">{chart}{_table(header, table_rows)}</div>')
+        table = _table(header, table_rows)
+        parts.append(f'<p class="muted">{escape(unit_text)}</p><div class="panel">{chart}{table}</div>')
         if left_out:
             parts.append(f'<p class="muted">and {left_out} smaller categories, listed in stats.json.</p>')
     return "".join(parts) + "</section>"
@@ -160,12 +163,12 @@ def _funnel_section(datasets: list[dict]) -> str:
         if not drawn:
             continue
         rows = [step["step"] for step in drawn[0][1]["funnel"][key]]
-        series = [Series(d["label"], [step["percent"] for step in d["funnel"][key]]) for _, d in drawn]
+        series = [Series(d["label"], [step["percent"] for step in d["funnel"][key]], i) for i, d in drawn]
         header = ["after"] + [_swatch(i) + escape(d["label"]) for i, d in drawn]
-        table_rows = [
-            [escape(row)] + [f"{d['funnel'][key][r]['count']:,} ({d['funnel'][key][r]['percent']:.2f}%)" for _, d in drawn]
-            for r, row in enumerate(rows)
-        ]
+        table_rows = []
+        for r, row in enumerate(rows):
+            steps = [d["funnel"][key][r] for _, d in drawn]
+            table_rows.append([escape(row)] + [f"{step['count']:,} ({step['percent']:.2f}%)" for step in steps])
         chart_id = "chart-" + key.replace("_", "-")
         chart = bar_chart(chart_id, title, rows, series)
         parts.append(f'<h3>{escape(title)}</h3><div class="panel">{chart}{_table(header, table_rows)}</div>')
@@ -189,7 +192,8 @@ def _funnel_section(datasets: list[dict]) -> str:
                 ]
                 for s in funnel["stages"]
             ]
-            parts.append(_table(["stage", "inputs dropped", "clips dropped", "why (reason: rows)"], rows, text_column=3))
+            header = ["stage", "inputs dropped", "clips dropped", "why (reason: rows)"]
+            parts.append(_table(header, rows, text_column=3))
         for warning in funnel["warnings"]:
             parts.append(f'<p class="warning">{escape(warning)}</p>')
     return "".join(parts) + "</section>"
