@@ -65,11 +65,14 @@ def write_video(
     fps: int = 24,
     seed: int = 0,
     faststart: bool = False,
+    preset: str = "ultrafast",
 ) -> SyntheticVideo:
     """Write an H.264 mp4 whose scenes have exactly ``scene_lengths`` frames.
 
     ``faststart`` puts the index before the frames, as streaming sites do; such a file cut short
     still opens and declares all its frames, which is what a truncated download looks like.
+    ``preset`` is x264's: "ultrafast" (quick to write, no deblocking, no B-frames) for tests,
+    "veryfast" or slower for files that decode like real web video.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +80,7 @@ def write_video(
     with av.open(str(path), mode="w", options=options) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "23"}
+        stream.options = {"preset": preset, "crf": "23"}
         for scene, length in enumerate(scene_lengths):
             for i in range(length):
                 image = _scene_frame(seed * 1000 + scene, i, width, height)

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import time
 
-import fsspec
 import numpy as np
 
+from curation.errors import first_line
 from curation.rows import FRAMES, Row, add_seconds, is_rejected, reject
-from curation.stages.probe import _first_line
-from curation.video_io import is_local
+from curation.video_io import open_source
 
 FRAME_SIZE = 224  # CLIP's input side; frames are cropped square after a shortest-side resize
 
@@ -48,16 +47,13 @@ def sample_frames(row: Row, positions: tuple[float, ...], storage_options: dict 
     width, height = _decode_size(row["width"], row["height"], FRAME_SIZE)
     indices = frame_indices(row["start_frame"], row["num_frames"], positions)
     try:
-        if is_local(row["source_uri"]):
-            reader = decord.VideoReader(row["source_uri"], width=width, height=height, num_threads=1)
-        else:
-            with fsspec.open(row["source_uri"], "rb", **(storage_options or {})) as f:
-                reader = decord.VideoReader(f, width=width, height=height, num_threads=1)
-        frames = reader.get_batch(indices).asnumpy()
+        with open_source(row["source_uri"], storage_options) as source:
+            reader = decord.VideoReader(source, width=width, height=height, num_threads=1)
+            frames = reader.get_batch(indices).asnumpy()
         row[FRAMES] = np.ascontiguousarray(_center_crop(frames, FRAME_SIZE)).tobytes()
     except (decord.DECORDError, RuntimeError, OSError, IndexError) as exc:
         row[FRAMES] = b""
-        reject(row, "scoring", "frame_read_error", f"frames {indices}: {_first_line(exc)}")
+        reject(row, "scoring", "frame_read_error", f"frames {indices}: {first_line(exc)}")
     return add_seconds(row, "frames", time.perf_counter() - started)
 
 

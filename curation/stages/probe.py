@@ -11,14 +11,10 @@ from fractions import Fraction
 
 import av
 
+from curation.errors import first_line
 from curation.inputs import filesystem_for
 from curation.rows import Row, add_seconds, reject
-from curation.video_io import open_container
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+from curation.video_io import open_source
 
 
 def probe_video(row: Row, storage_options: dict | None = None) -> Row:
@@ -29,7 +25,7 @@ def probe_video(row: Row, storage_options: dict | None = None) -> Row:
         fs, path = filesystem_for(uri, storage_options)
         if fs.size(path) == 0:
             return add_seconds(reject(row, "probe", "empty_file", "the file has zero bytes"), "probe", 0.0)
-        with open_container(uri, storage_options) as container:
+        with open_source(uri, storage_options) as source, av.open(source) as container:
             if not container.streams.video:
                 return reject(row, "probe", "no_video_stream", f"format {container.format.name} has no video")
             stream = container.streams.video[0]
@@ -55,7 +51,7 @@ def probe_video(row: Row, storage_options: dict | None = None) -> Row:
     except StopIteration:
         reject(row, "probe", "no_frames", "the video stream holds no decodable frame")
     except FileNotFoundError as exc:
-        reject(row, "probe", "not_found", _first_line(exc))
+        reject(row, "probe", "not_found", first_line(exc))
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        reject(row, "probe", "unreadable", _first_line(exc))
+        reject(row, "probe", "unreadable", first_line(exc))
     return add_seconds(row, "probe", time.perf_counter() - started)

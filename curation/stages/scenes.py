@@ -21,8 +21,8 @@ from curation.config import SceneDetectionConfig
 from curation.metadata import VideoMetadata
 from curation.rows import METADATA, VIDEO_ROWS, Row, add_seconds, count_words, new_row, reject
 from curation.schema import clip_id_for
-from curation.stages.probe import _first_line
-from curation.video_io import is_local, scaled_size
+from curation.errors import first_line
+from curation.video_io import open_source
 
 # A file that decodes to fewer frames than its container declares is truncated.
 TRUNCATION_TOLERANCE = 0.9
@@ -86,15 +86,10 @@ def split_into_clips(row: Row, config: SceneDetectionConfig, storage_options: di
     started = time.perf_counter()
     uri = row["source_uri"]
     try:
-        if is_local(uri):
-            scenes, decoded, failures = detect_scenes(uri, config, name=uri)
-        else:
-            import fsspec
-
-            with fsspec.open(uri, "rb", **(storage_options or {})) as f:
-                scenes, decoded, failures = detect_scenes(f, config, name=uri)
+        with open_source(uri, storage_options) as source:
+            scenes, decoded, failures = detect_scenes(source, config, name=uri)
     except (av.error.FFmpegError, OSError, ValueError, RuntimeError) as exc:
-        reject(row, "scene_detect", "decode_error", _first_line(exc))
+        reject(row, "scene_detect", "decode_error", first_line(exc))
         row[VIDEO_ROWS] = 1
         return [add_seconds(row, "scene_detect", time.perf_counter() - started)]
     declared = row["num_frames"] or decoded

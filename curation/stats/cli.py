@@ -11,7 +11,8 @@ from curation.errors import UserError
 from curation.inputs import filesystem_for
 from curation.stats.compute import build_stats
 from curation.stats.html_report import render_report
-from curation.stats.manifest import first_line, open_manifest
+from curation.errors import first_line
+from curation.stats.manifest import open_manifest
 
 REPORT_FILE = "report.html"
 STATS_FILE = "stats.json"

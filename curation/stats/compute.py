@@ -16,7 +16,8 @@ from curation.errors import UserError
 from curation.stats.accumulate import ClipStats
 from curation.stats.bins import ALL_BINS
 from curation.stats.funnel import REJECT_COLUMNS_USED, RejectCounts, funnel_figures
-from curation.stats.manifest import Manifest, first_line
+from curation.errors import first_line
+from curation.stats.manifest import Manifest
 
 STATS_VERSION = 1
 BATCH_SIZE = 64 * 1024

@@ -16,7 +16,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from curation.errors import UserError
+from curation.errors import UserError, first_line
 from curation.inputs import filesystem_for
 from curation.schema import CLIPS_DIR, REJECTS_DIR, RUN_FILE, SUCCESS_FILE
 from curation.stats.accumulate import NUMERIC_COLUMNS, REQUIRED_COLUMNS, STRING_COLUMNS
@@ -117,8 +117,3 @@ def _check_clip_columns(clips: ds.Dataset, uri: str) -> None:
                 kind = kind.value_type
             if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
                 raise UserError(f"{uri}: column '{name}' has type {kind}, expected a string")
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

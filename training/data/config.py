@@ -1,0 +1,149 @@
+"""Configuration of the joint video-image data stream (pydantic v2, unknown keys rejected).
+
+A YAML ``data:`` section maps one-to-one onto :class:`DataConfig`::
+
+    data:
+      seed: 0
+      num_frames: 16
+      target_fps: 8          # or frame_stride: 3 (not both; neither means stride 1)
+      height: 320
+      width: 512
+      images_per_sample: 4
+      sources:
+        - {name: webvid, kind: video, manifest: s3://bucket/webvid, schedule: [[0, 1.0]]}
+        - {name: vimeo25m, kind: video, manifest: /data/vimeo25m,
+           schedule: [[0, 0.0], [20000, 0.0], [40000, 1.0]]}
+        - {name: laion, kind: image, manifest: /data/laion.parquet, schedule: [[0, 1.0]]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from curation.errors import UserError
+
+Knot = tuple[int, float]
+
+
+class SourceConfig(BaseModel):
+    """One manifest and its sampling weight over training steps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    kind: Literal["video", "image"]
+    manifest: str = Field(min_length=1)
+    # (step, weight) knots, weight interpolated linearly between knots and held constant before
+    # the first knot and after the last one.
+    schedule: list[Knot] = Field(min_length=1)
+
+    @field_validator("schedule")
+    @classmethod
+    def _knots_are_ordered(cls, knots: list[Knot]) -> list[Knot]:
+        steps = [step for step, _ in knots]
+        if any(step < 0 for step in steps):
+            raise ValueError("knot steps must be >= 0")
+        if any(b <= a for a, b in zip(steps, steps[1:])):
+            raise ValueError(f"knot steps must be strictly increasing, got {steps}")
+        if any(weight < 0 for _, weight in knots):
+            raise ValueError("weights must be >= 0")
+        return knots
+
+    def weight_at(self, step: int) -> float:
+        """Sampling weight at ``step`` (piecewise linear through the knots)."""
+        steps, weights = zip(*self.schedule)
+        return float(np.interp(step, steps, weights))
+
+
+class DataConfig(BaseModel):
+    """Joint image-video training data: T video frames plus M images per sample (paper: 16 + 4)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[SourceConfig] = Field(min_length=1)
+    num_frames: int = Field(16, ge=1)
+    frame_stride: int | None = Field(None, ge=1)
+    target_fps: float | None = Field(None, gt=0)
+    height: int = Field(320, ge=1)
+    width: int = Field(512, ge=1)
+    images_per_sample: int = Field(4, ge=0)
+    # Carried for the trainer, which replaces captions by "" with this probability.
+    caption_dropout: float = Field(0.1, ge=0.0, le=1.0)
+    seed: int = Field(0, ge=0)
+    # Rows shuffled together (whole row groups, at least one): more mixes better but costs
+    # memory in every loader process, about this many rows of the projected columns, twice.
+    shuffle_rows: int = Field(16384, ge=1)
+    # ffmpeg threads per decode; parallelism normally comes from DataLoader workers.
+    decode_threads: int = Field(1, ge=0)
+    # A sample whose clip (or image) cannot be used is replaced by another row of the same
+    # source; this many failures in a row mean the source itself is broken, which is fatal.
+    max_attempts: int = Field(32, ge=1)
+    # Passed to fsspec for remote manifests and media (e.g. {"endpoint_url": ..., "anon": true}).
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if self.frame_stride is not None and self.target_fps is not None:
+            raise ValueError("set frame_stride or target_fps, not both")
+        if self.frame_stride is None and self.target_fps is None:
+            self.frame_stride = 1
+        names = [s.name for s in self.sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"source names must be unique, repeated: {', '.join(duplicates)}")
+        if not self.video_sources:
+            raise ValueError("at least one source of kind 'video' is required")
+        if self.images_per_sample > 0 and not self.image_sources:
+            raise ValueError(
+                f"images_per_sample is {self.images_per_sample} but no source has kind 'image'"
+            )
+        return self
+
+    @property
+    def video_sources(self) -> list[SourceConfig]:
+        return [s for s in self.sources if s.kind == "video"]
+
+    @property
+    def image_sources(self) -> list[SourceConfig]:
+        return [s for s in self.sources if s.kind == "image"]
+
+
+def parse_data_config(data: Mapping[str, Any] | str | Path) -> DataConfig:
+    """Build a :class:`DataConfig` from a mapping or a YAML file (its top level, or its ``data:``).
+
+    Raises :class:`UserError` with a single line naming the offending key.
+    """
+    if isinstance(data, (str, Path)):
+        path = Path(data)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise UserError(f"data config {path}: {first_line(exc)}") from None
+        if not isinstance(loaded, Mapping):
+            raise UserError(f"data config {path}: expected a mapping at the top level")
+        data = loaded.get("data", loaded)
+    try:
+        return DataConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(_one_line(exc)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "data"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    msg = first_line(first["msg"]).removeprefix("Value error, ")
+    return f"data config: {where}: {msg}{more}"
+
+
+def first_line(value: object) -> str:
+    """The first line of ``str(value)``: user-facing errors are one line."""
+    text = str(value).strip()
+    return text.splitlines()[0] if text else type(value).__name__

@@ -1,0 +1,329 @@
+"""The joint video-image sample stream of one rank: a clip plus M images per sample.
+
+Position model. Sample ``i`` of a rank belongs to step ``i // samples_per_step``. The curriculum
+plan (which source each slot of sample ``i`` comes from) is a pure function of ``i``; a source's
+cursor is the number of times the plan has drawn from it, and cursor ``k`` is row
+``k % shard_length`` of epoch ``k // shard_length`` of that source's shuffled shard. A clip or
+image that cannot be used is replaced by a random row of the same source drawn from a generator
+keyed by (sample, slot, attempt), so failures never shift the cursors. Hence the stream from
+step ``s`` is the same whether the run was uninterrupted, resumed from :meth:`state_dict`, or
+built with ``start_step=s``; the state dict adds the counters and guards against a changed
+config or manifest.
+
+In-process, iterating the dataset advances its own position as each sample is yielded (one
+iteration at a time). Multi-process loading: under a DataLoader with K workers, worker ``w`` materialises the batches
+``b`` with ``b % K == w`` (batches of ``batch_size`` samples, counted from where iteration
+started) and only advances cursors through the others, so the DataLoader's round-robin output is
+the single-process stream. Worker-side positions are copies; the consumer advances the
+authoritative position with :meth:`observe_batch` (:class:`training.data.loader.JointLoader`
+does this).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from curation.errors import UserError
+from curation.schema import clip_id_for, image_id_for
+from training.data.config import DataConfig
+from training.data.curriculum import Curriculum
+from training.data.decode import ClipSpec, SkipSample, load_clip, load_image
+from training.data.manifests import Manifest, ShardReader, validate_sources
+from training.data.rng import keyed_rng
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+_SAMPLE_STREAM = 4
+_WARNINGS_PER_SOURCE = 5
+_REPLAY_CHUNK = 1 << 18  # samples replayed at once when starting at a step
+_PLAN_CHUNK = 64  # samples planned at once while iterating
+
+Sample = dict[str, Any]
+Row = dict[str, Any]
+
+
+@dataclass
+class SourceCounters:
+    """Per-source counts for metrics: rows used, and rows replaced because unusable."""
+
+    drawn: int = 0
+    undecodable: int = 0
+    too_short: int = 0
+
+
+class JointVideoImageDataset(IterableDataset):
+    """Infinite stream of samples for one rank (see the module docstring for the position model).
+
+    Each sample is a dict: ``video`` uint8 (T, 3, H, W), ``video_caption`` str, ``images`` uint8
+    (M, 3, H, W), ``image_captions`` list[str], ``video_source`` str, ``image_sources`` list[str],
+    ``clip_id`` str, ``image_ids`` list[str], ``frame_indices`` list[int] (source frames),
+    ``sample_index`` and ``step`` int, ``skips`` list of (source, reason) replaced on the way.
+    """
+
+    def __init__(
+        self,
+        config: DataConfig,
+        rank: int = 0,
+        world_size: int = 1,
+        start_step: int = 0,
+        *,
+        batch_size: int = 1,
+        grad_accum_steps: int = 1,
+        manifests: dict[str, Manifest] | None = None,
+    ) -> None:
+        """``batch_size`` is the per-rank micro-batch; one optimizer step consumes
+        ``batch_size * grad_accum_steps`` samples. ``manifests`` (from :func:`validate_sources`)
+        saves re-reading Parquet footers when the caller has already validated."""
+        if batch_size < 1 or grad_accum_steps < 1 or start_step < 0:
+            raise ValueError("batch_size and grad_accum_steps must be >= 1, start_step >= 0")
+        super().__init__()
+        self.config = config
+        self.rank = rank
+        self.world_size = world_size
+        self.batch_size = batch_size
+        self.samples_per_step = batch_size * grad_accum_steps
+        manifests = manifests if manifests is not None else validate_sources(config)
+        used = config.video_sources + (config.image_sources if config.images_per_sample else [])
+        self._shards = {
+            s.name: ShardReader(
+                manifests[s.name], rank, world_size, config.seed, config.shuffle_rows
+            )
+            for s in used
+        }
+        self._curriculum = Curriculum(config, rank, self.samples_per_step)
+        self._spec = ClipSpec(
+            num_frames=config.num_frames,
+            height=config.height,
+            width=config.width,
+            frame_stride=config.frame_stride,
+            target_fps=config.target_fps,
+            decode_threads=config.decode_threads,
+            storage_options=config.storage_options,
+        )
+        self._sample_index = 0
+        self._cursors = dict.fromkeys(self._shards, 0)
+        self._counters = {name: SourceCounters() for name in self._shards}
+        self._warned: Counter[str] = Counter()
+        start = start_step * self.samples_per_step
+        for lo in range(0, start, _REPLAY_CHUNK):
+            self._advance(*self._curriculum.plan(lo, min(lo + _REPLAY_CHUNK, start)))
+        for counters in self._counters.values():  # replayed draws were not drawn by this run
+            counters.drawn = 0
+
+    @property
+    def step(self) -> int:
+        """Step of the next sample."""
+        return self._sample_index // self.samples_per_step
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Per-source counters of consumed samples, for metrics."""
+        return {name: asdict(c) for name, c in self._counters.items()}
+
+    def __iter__(self) -> Iterator[Sample]:
+        info = get_worker_info()
+        workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
+        first = self._sample_index
+        for chunk in itertools.count(first, _PLAN_CHUNK):
+            videos, images = self._curriculum.plan(chunk, chunk + _PLAN_CHUNK)
+            for j in range(_PLAN_CHUNK):
+                i = chunk + j
+                if ((i - first) // self.batch_size) % workers != worker:
+                    self._advance(videos[j : j + 1], images[j : j + 1])
+                    continue
+                sample = self._make_sample(i, int(videos[j]), images[j])
+                self._advance(videos[j : j + 1], images[j : j + 1])
+                self._count_skips(sample["skips"])
+                yield sample
+
+    def observe_batch(self, batch: dict[str, Any]) -> None:
+        """Advance the position past a collated batch produced by DataLoader workers."""
+        indices = [int(i) for i in batch["sample_index"]]
+        expected = list(range(self._sample_index, self._sample_index + len(indices)))
+        if indices != expected:
+            raise RuntimeError(
+                f"batch holds samples {indices[:4]}..., expected {expected[:4]}...: the "
+                f"DataLoader's batch_size must equal the dataset's ({self.batch_size})"
+            )
+        self._advance(*self._curriculum.plan(expected[0], expected[-1] + 1))
+        self._count_skips(batch["skips"])
+
+    def state_dict(self) -> dict[str, Any]:
+        """Data position after the samples consumed so far, plus counters."""
+        return {
+            "version": STATE_VERSION,
+            "seed": self.config.seed,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "samples_per_step": self.samples_per_step,
+            "sample_index": self._sample_index,
+            "step": self.step,
+            # The generators are keyed by (seed, rank, sample index): no other RNG state exists.
+            "sources": {
+                name: {
+                    "shard_rows": shard.length,
+                    "draws": self._cursors[name],
+                    "epoch": self._cursors[name] // shard.length,
+                    "position": self._cursors[name] % shard.length,
+                }
+                for name, shard in self._shards.items()
+            },
+            "counters": self.counters(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume at a saved position; the config, rank layout and manifests must be unchanged."""
+        current = self.state_dict()
+        for key in ("version", "seed", "rank", "world_size", "samples_per_step"):
+            if state.get(key) != current[key]:
+                raise UserError(
+                    f"data state: {key} was {state.get(key)!r} when saved, is {current[key]!r} now"
+                )
+        if set(state["sources"]) != set(current["sources"]):
+            raise UserError(
+                f"data state: saved with sources {sorted(state['sources'])}, "
+                f"config has {sorted(current['sources'])}"
+            )
+        for name, saved in state["sources"].items():
+            if saved["shard_rows"] != current["sources"][name]["shard_rows"]:
+                raise UserError(
+                    f"data state: source '{name}' had {saved['shard_rows']} rows per shard when "
+                    f"saved, has {current['sources'][name]['shard_rows']} now (manifest changed?)"
+                )
+        self._sample_index = int(state["sample_index"])
+        self._cursors = {name: int(saved["draws"]) for name, saved in state["sources"].items()}
+        self._counters = {name: SourceCounters(**c) for name, c in state["counters"].items()}
+
+    def _advance(self, videos: np.ndarray, images: np.ndarray) -> None:
+        """Move past planned samples: count each source's draws."""
+        for names, chosen in (
+            (self._curriculum.video_sources, videos),
+            (self._curriculum.image_sources, images),
+        ):
+            for index, count in enumerate(np.bincount(chosen.ravel(), minlength=len(names))):
+                if count:
+                    self._cursors[names[index]] += int(count)
+                    self._counters[names[index]].drawn += int(count)
+        self._sample_index += len(videos)
+
+    def _count_skips(self, skips: Sequence[tuple[str, str]]) -> None:
+        for source, reason in skips:
+            counters = self._counters[source]
+            setattr(counters, reason, getattr(counters, reason) + 1)
+
+    def _make_sample(self, i: int, video_choice: int, image_choices: np.ndarray) -> Sample:
+        skips: list[tuple[str, str]] = []
+        source = self._curriculum.video_sources[video_choice]
+        (video, indices), row = self._draw(
+            i, 0, source, self._cursors[source], self._load_clip, skips
+        )
+        images, captions, image_ids, image_sources = [], [], [], []
+        taken: Counter[str] = Counter()  # draws of each image source earlier in this sample
+        for slot, choice in enumerate(image_choices, start=1):
+            name = self._curriculum.image_sources[int(choice)]
+            image, image_row = self._draw(
+                i, slot, name, self._cursors[name] + taken[name], self._load_image, skips
+            )
+            taken[name] += 1
+            images.append(image)
+            captions.append(image_row["caption"] or "")
+            image_ids.append(image_row.get("image_id") or image_id_for(image_row["uri"]))
+            image_sources.append(name)
+        return {
+            "video": video,
+            "video_caption": row["caption"] or "",
+            "images": torch.stack(images)
+            if images
+            else torch.empty((0, 3, self.config.height, self.config.width), dtype=torch.uint8),
+            "image_captions": captions,
+            "video_source": source,
+            "image_sources": image_sources,
+            "clip_id": row.get("clip_id") or clip_id_for(row["source_uri"], row["start_frame"]),
+            "image_ids": image_ids,
+            "frame_indices": indices,
+            "sample_index": i,
+            "step": i // self.samples_per_step,
+            "skips": skips,
+        }
+
+    def _draw(
+        self,
+        i: int,
+        slot: int,
+        source: str,
+        cursor: int,
+        load: Callable[[Row, np.random.Generator], Any],
+        skips: list[tuple[str, str]],
+    ) -> tuple[Any, Row]:
+        """Load the row at ``cursor`` of ``source``; replace it by random rows while unusable."""
+        shard = self._shards[source]
+        epoch, position = divmod(cursor, shard.length)
+        last: SkipSample | None = None
+        for attempt in range(self.config.max_attempts):
+            rng = keyed_rng(self.config.seed, _SAMPLE_STREAM, self.rank, i, slot, attempt)
+            if attempt:
+                position = int(rng.integers(shard.length))
+            row = shard.row(epoch, position)
+            try:
+                return load(row, rng), row
+            except SkipSample as skip:
+                skips.append((source, skip.reason))
+                self._warn(source, skip)
+                last = skip
+        raise RuntimeError(
+            f"data source '{source}': {self.config.max_attempts} rows in a row were unusable "
+            f"(last: {last}); the source looks broken"
+        )
+
+    def _load_clip(self, row: Row, rng: np.random.Generator) -> tuple[torch.Tensor, list[int]]:
+        if row["source_uri"] is None or row["start_frame"] is None or row["end_frame"] is None:
+            raise SkipSample("undecodable", "row lacks source_uri, start_frame or end_frame")
+        return load_clip(
+            row["source_uri"],
+            row["start_frame"],
+            row["end_frame"],
+            row["fps"],
+            (row["height"], row["width"]),
+            self._spec,
+            float(rng.random()),
+        )
+
+    def _load_image(self, row: Row, rng: np.random.Generator) -> torch.Tensor:
+        if row["uri"] is None:
+            raise SkipSample("undecodable", "row lacks uri")
+        return load_image(row["uri"], self.config.height, self.config.width, self.config.storage_options)
+
+    def _warn(self, source: str, skip: SkipSample) -> None:
+        self._warned[source] += 1
+        if self._warned[source] <= _WARNINGS_PER_SOURCE:
+            log.warning("data source '%s': skipped %s", source, skip)
+        elif self._warned[source] == _WARNINGS_PER_SOURCE + 1:
+            log.warning("data source '%s': further skips are only counted", source)
+
+
+def collate_samples(samples: Sequence[Sample]) -> dict[str, Any]:
+    """Batch samples: tensors stacked ((B, T, 3, H, W), (B, M, 3, H, W)), strings as lists,
+    ``frame_indices``/``sample_index``/``step`` as int64 tensors, ``skips`` concatenated."""
+    return {
+        "video": torch.stack([s["video"] for s in samples]),
+        "images": torch.stack([s["images"] for s in samples]),
+        "video_caption": [s["video_caption"] for s in samples],
+        "image_captions": [s["image_captions"] for s in samples],
+        "video_source": [s["video_source"] for s in samples],
+        "image_sources": [s["image_sources"] for s in samples],
+        "clip_id": [s["clip_id"] for s in samples],
+        "image_ids": [s["image_ids"] for s in samples],
+        "frame_indices": torch.tensor([s["frame_indices"] for s in samples], dtype=torch.int64),
+        "sample_index": torch.tensor([s["sample_index"] for s in samples], dtype=torch.int64),
+        "step": torch.tensor([s["step"] for s in samples], dtype=torch.int64),
+        "skips": [skip for s in samples for skip in s["skips"]],
+    }

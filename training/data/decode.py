@@ -1,0 +1,175 @@
+"""Video and image decoding, resized (aspect preserved) to cover the output size, then centre-cropped.
+
+Videos: decord's decoder scales each frame straight to the smallest size that covers the crop
+(when the manifest gives the source size), and ``get_batch`` fetches only the frames the sample
+uses; full-resolution frames are never materialised. Images: JPEGs are decoded at a reduced DCT
+scale (``Image.draft``) when that still covers the crop, then resized with PIL.
+
+Every failure to read or decode is raised as :class:`SkipSample`, which the dataset counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import decord
+import fsspec
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from training.data.config import first_line
+
+SkipReason = Literal["undecodable", "too_short"]
+
+
+class SkipSample(Exception):
+    """A clip or image that cannot be used; the dataset replaces it and counts the reason."""
+
+    def __init__(self, reason: SkipReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """How clips are sampled and shaped; mirrors the relevant :class:`DataConfig` fields."""
+
+    num_frames: int
+    height: int
+    width: int
+    frame_stride: int | None = None
+    target_fps: float | None = None
+    decode_threads: int = 1
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+
+def cover_size(src_height: int, src_width: int, height: int, width: int) -> tuple[int, int]:
+    """Smallest aspect-preserving size of a ``src`` frame that covers ``height`` x ``width``."""
+    scale = max(height / src_height, width / src_width)
+    return max(height, round(src_height * scale)), max(width, round(src_width * scale))
+
+
+def center_crop(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Centre crop of the last two dimensions."""
+    top = (frames.shape[-2] - height) // 2
+    left = (frames.shape[-1] - width) // 2
+    return frames[..., top : top + height, left : left + width]
+
+
+def frame_step(spec: ClipSpec, fps: float | None) -> float:
+    """Source frames between consecutive sampled frames."""
+    if spec.frame_stride is not None:
+        return float(spec.frame_stride)
+    if not fps or fps <= 0:
+        raise SkipSample("undecodable", "frame rate unknown, needed for target_fps")
+    return fps / spec.target_fps
+
+
+def clip_span(num_frames: int, step: float) -> int:
+    """Source frames covered by ``num_frames`` samples ``step`` apart."""
+    return math.floor((num_frames - 1) * step) + 1
+
+
+def frame_indices(first: int, num_frames: int, step: float) -> list[int]:
+    """Indices ``first + floor(k * step)`` for k < num_frames."""
+    return [first + math.floor(k * step) for k in range(num_frames)]
+
+
+def plan_frames(
+    spec: ClipSpec, start: int, end: int, fps: float | None, offset_fraction: float
+) -> list[int]:
+    """Frames of the clip [start, end) to decode. The window's start is placed at
+    ``offset_fraction`` (in [0, 1)) of the slack; a clip shorter than the window is skipped."""
+    step = frame_step(spec, fps)
+    span = clip_span(spec.num_frames, step)
+    slack = end - start - span
+    if slack < 0:
+        raise SkipSample("too_short", f"clip [{start}, {end}) shorter than {span} frames")
+    return frame_indices(start + math.floor(offset_fraction * (slack + 1)), spec.num_frames, step)
+
+
+def load_clip(
+    uri: str,
+    start: int,
+    end: int,
+    fps: float | None,
+    src_size: tuple[int | None, int | None],
+    spec: ClipSpec,
+    offset_fraction: float,
+) -> tuple[torch.Tensor, list[int]]:
+    """Decode ``spec.num_frames`` frames of the clip [start, end) of ``uri``.
+
+    Returns uint8 frames (T, 3, H, W) and the source frame indices used.
+    """
+    if start < 0 or end <= start:
+        raise SkipSample("undecodable", f"invalid frame range [{start}, {end})")
+    fps = fps if fps is not None and math.isfinite(fps) and fps > 0 else None
+    if fps or spec.frame_stride is not None:  # plan first: a too-short clip costs no I/O
+        plan_frames(spec, start, end, fps, offset_fraction)
+    src_height, src_width = src_size
+    decode_size = (
+        cover_size(src_height, src_width, spec.height, spec.width)
+        if src_height and src_width
+        else None
+    )
+    try:
+        reader = _open_video(uri, decode_size, spec)
+        if end > len(reader):
+            raise SkipSample("undecodable", f"clip ends at frame {end}, file has {len(reader)}")
+        indices = plan_frames(spec, start, end, fps or reader.get_avg_fps(), offset_fraction)
+        frames = torch.from_numpy(reader.get_batch(indices).asnumpy()).permute(0, 3, 1, 2)
+    except SkipSample:
+        raise
+    except Exception as exc:  # decord and fsspec raise many types; all mean "cannot use this clip"
+        raise SkipSample("undecodable", f"{uri}: {type(exc).__name__}: {first_line(exc)}") from None
+    if decode_size is None or tuple(frames.shape[-2:]) != decode_size:
+        frames = resize_frames(frames, *cover_size(*frames.shape[-2:], spec.height, spec.width))
+    return center_crop(frames, spec.height, spec.width).contiguous(), indices
+
+
+def load_image(
+    uri: str, height: int, width: int, storage_options: dict[str, Any] | None = None
+) -> torch.Tensor:
+    """Decode an image to uint8 (3, H, W), resized to cover and centre-cropped."""
+    try:
+        with fsspec.open(uri, "rb", **(storage_options or {})) as handle:
+            image = Image.open(handle)
+            image.draft("RGB", _wh(cover_size(image.height, image.width, height, width)))
+            image = image.convert("RGB")
+            size = cover_size(image.height, image.width, height, width)
+            if size != (image.height, image.width):
+                image = image.resize(_wh(size), Image.Resampling.BICUBIC)
+            array = np.array(image)  # a writable copy, as torch requires
+    except Exception as exc:  # PIL and fsspec raise many types; all mean "cannot use this image"
+        raise SkipSample("undecodable", f"{uri}: {type(exc).__name__}: {first_line(exc)}") from None
+    return center_crop(torch.from_numpy(array).permute(2, 0, 1), height, width).contiguous()
+
+
+def resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Antialiased bilinear resize of uint8 (N, 3, h, w) frames."""
+    resized = F.interpolate(
+        frames.float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False
+    )
+    return resized.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _open_video(uri: str, size: tuple[int, int] | None, spec: ClipSpec) -> decord.VideoReader:
+    height, width = size if size else (-1, -1)
+    protocol = fsspec.utils.get_protocol(uri)
+    if protocol in ("file", "local"):
+        path = fsspec.core.strip_protocol(uri)
+        return decord.VideoReader(path, width=width, height=height, num_threads=spec.decode_threads)
+    # decord reads a file-like object fully into memory; remote clips are fetched whole.
+    with fsspec.open(uri, "rb", **spec.storage_options) as handle:
+        return decord.VideoReader(handle, width=width, height=height, num_threads=spec.decode_threads)
+
+
+def _wh(size: Sequence[int]) -> tuple[int, int]:
+    """(height, width) -> PIL's (width, height)."""
+    return int(size[1]), int(size[0])
