@@ -92,6 +92,7 @@ class CaptionerConfig(_Strict):
     mode: Literal["replace", "fill_missing"] = "fill_missing"
     max_new_tokens: int = Field(30, ge=1)
     batch_size: int = Field(8, ge=1)
+    actors: int = Field(1, ge=1, description="captioning actors in the Ray actor pool")
 
 
 class CurationConfig(_Strict):

@@ -122,7 +122,7 @@ def build_dataset(videos: list[Row], config: CurationConfig, storage_options: di
             fn_constructor_kwargs={"config": config.captioner, "frame_count": len(positions)},
             batch_size=config.captioner.batch_size,
             batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=1),
+            compute=ray.data.ActorPoolStrategy(size=config.captioner.actors),
             num_gpus=1 if has_gpu else 0,
         )
     ds = ds.map(filter_caption, fn_kwargs={"config": config.filters})

@@ -108,7 +108,7 @@ def split_into_clips(row: Row, config: SceneDetectionConfig, storage_options: di
         fps = row["fps"]
         start_sec, end_sec = start / fps, end / fps
         caption = metadata.caption_for(start_sec, end_sec)
-        clip = new_row(**{k: v for k, v in row.items() if k.startswith("_")})
+        clip = new_row(**{k: v for k, v in row.items() if k.startswith("_") and k != METADATA})
         clip.update(
             clip_id=clip_id_for(uri, start),
             source_uri=uri,
