@@ -229,8 +229,11 @@ def _ensure_ray(address: str | None) -> None:
 
     if not ray.is_initialized():
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    # The CLI draws its own progress bar; Ray Data's bars and their "disabled" notice would only
+    # interleave with it.
     DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
 def run_curation(request: CurationRequest, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
