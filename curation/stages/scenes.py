@@ -12,9 +12,11 @@ import json
 import time
 
 import av
+import cv2
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
-from scenedetect import AdaptiveDetector, ContentDetector, SceneManager
+from scenedetect import AdaptiveDetector, ContentDetector
+from scenedetect.scene_manager import get_scenes_from_cuts
 from scenedetect.backends.pyav import VideoStreamAv
 
 from curation.config import SceneDetectionConfig
@@ -29,18 +31,21 @@ TRUNCATION_TOLERANCE = 0.9
 
 
 class ScaledVideoStreamAv(VideoStreamAv):
-    """PySceneDetect's PyAV stream, returning frames already scaled to the analysis size."""
+    """PySceneDetect's PyAV stream, returning frames already scaled to the analysis size.
+
+    libswscale shrinks the decoded YUV planes (no colour conversion at full size), then OpenCV
+    converts the small frame to the BGR that PySceneDetect's detectors take.
+    """
 
     def __init__(self, path_or_io, config: SceneDetectionConfig, name: str = "") -> None:
         super().__init__(path_or_io, name=name, threading_mode=config.decoder_threads.upper(), suppress_output=True)
         if config.skip_deblocking:
             self._video_stream.codec_context.options = {"skip_loop_filter": "all"}
         self._interpolation = getattr(Interpolation, config.interpolation.upper())
-        analysis_width = config.analysis_width
         width, height = super().frame_size
-        scale = min(1.0, analysis_width / width)
-        # Same rounding as PySceneDetect's downscale, so frames have the size it would analyse.
-        self._analysis_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        scale = min(1.0, config.analysis_width / width)
+        # PySceneDetect's downscale rounding, made even as 4:2:0 chroma needs.
+        self._analysis_size = (_even(width * scale), _even(height * scale))
         # One reformatter for the whole video: PyAV caches its swscale context, whereas
         # `frame.to_ndarray(width=..)` builds a new one for every frame (half the throughput).
         self._reformatter = VideoReformatter()
@@ -55,10 +60,14 @@ class ScaledVideoStreamAv(VideoStreamAv):
         if not decode:
             return True
         width, height = self._analysis_size
-        scaled = self._reformatter.reformat(
-            self._frame, width=width, height=height, format="bgr24", interpolation=self._interpolation
+        small = self._reformatter.reformat(
+            self._frame, width=width, height=height, format="yuv420p", interpolation=self._interpolation
         )
-        return scaled.to_ndarray()
+        return cv2.cvtColor(small.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
+
+
+def _even(value: float) -> int:
+    return max(2, int(round(value / 2)) * 2)
 
 
 def _detector(config: SceneDetectionConfig):
@@ -68,14 +77,25 @@ def _detector(config: SceneDetectionConfig):
 
 
 def detect_scenes(source, config: SceneDetectionConfig, name: str = "") -> tuple[list[tuple[int, int]], int, int]:
-    """Scenes of one video as (start_frame, end_frame exclusive), frames decoded, decode failures."""
+    """Scenes of one video as (start_frame, end_frame exclusive), frames decoded, decode failures.
+
+    The detectors and the cut-to-scene logic are PySceneDetect's; the frame loop runs in the
+    calling thread rather than in SceneManager's decode thread, since the pipeline already runs
+    one such task per core and a second thread per task only adds contention.
+    """
     stream = ScaledVideoStreamAv(source, config, name=name)
-    manager = SceneManager()
-    manager.auto_downscale = False
-    manager.add_detector(_detector(config))
-    decoded = manager.detect_scenes(video=stream)
-    scenes = [(start.frame_num, end.frame_num) for start, end in manager.get_scene_list(start_in_scene=True)]
-    return scenes, decoded, stream._decode_failures
+    detector = _detector(config)
+    cuts, first = [], None
+    while (frame := stream.read()) is not False:
+        position = stream.position
+        first = position if first is None else first
+        cuts += detector.process_frame(position, frame)
+    if first is None:
+        return [], 0, stream._decode_failures
+    last = stream.position
+    cuts += detector.post_process(last)
+    scenes = get_scenes_from_cuts(sorted(set(cuts)), start_pos=first, end_pos=last + 1)
+    return [(start.frame_num, end.frame_num) for start, end in scenes], stream.frame_number, stream._decode_failures
 
 
 def split_into_clips(row: Row, config: SceneDetectionConfig, storage_options: dict | None = None) -> list[Row]:
