@@ -7,11 +7,10 @@ import json
 import posixpath
 
 from curation.cli import parse_storage_options
-from curation.errors import UserError
+from curation.errors import UserError, first_line
 from curation.inputs import filesystem_for
 from curation.stats.compute import build_stats
 from curation.stats.html_report import render_report
-from curation.errors import first_line
 from curation.stats.manifest import open_manifest
 
 REPORT_FILE = "report.html"

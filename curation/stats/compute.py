@@ -12,11 +12,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from curation.errors import UserError
+from curation.errors import UserError, first_line
 from curation.stats.accumulate import ClipStats
 from curation.stats.bins import ALL_BINS
 from curation.stats.funnel import REJECT_COLUMNS_USED, RejectCounts, funnel_figures
-from curation.errors import first_line
 from curation.stats.manifest import Manifest
 
 STATS_VERSION = 1
