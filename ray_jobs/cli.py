@@ -3,7 +3,7 @@
 Each package owns its sub-commands: a module listed in ``COMMAND_MODULES`` exposes
 ``register(subparsers)``, which adds its parser and sets ``handler`` (a callable taking the parsed
 namespace and returning an exit code). Errors the user can fix are raised as ``UserError`` and
-printed as one line, never as a traceback.
+printed as one line, never as a traceback; so are the model errors of ``cascade.errors``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from cascade.errors import CascadeError
 from curation.errors import UserError
 
 COMMAND_MODULES = (
@@ -46,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except UserError as exc:
+    except (UserError, CascadeError) as exc:
         print(f"lavie {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
