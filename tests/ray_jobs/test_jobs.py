@@ -29,12 +29,17 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def job_server(tmp_path_factory):
     """A separate Ray head with its job server; stopped by ending its `ray start --block`."""
-    gcs, dashboard = _free_port(), _free_port()
+    # Every port of its own: the test session's embedded Ray already holds the default ones
+    # (a second head whose job agent cannot bind its port never accepts a job).
+    gcs, dashboard, agent_http, agent_grpc, runtime_env, metrics, client = (_free_port() for _ in range(7))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}  # `lavie` on the cluster
     log = open(tmp_path_factory.mktemp("head") / "head.log", "w")
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dashboard}", "--num-cpus=1", "--include-dashboard=true", "--disable-usage-stats"],
+         f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={agent_http}",
+         f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={runtime_env}",
+         f"--metrics-export-port={metrics}", f"--ray-client-server-port={client}",
+         "--num-cpus=1", "--include-dashboard=true", "--disable-usage-stats"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     address = f"http://127.0.0.1:{dashboard}"
