@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from curation.errors import UserError
+from curation.errors import UserError, config_error
 
 
 class _Strict(BaseModel):
@@ -106,20 +106,12 @@ class CurationConfig(_Strict):
     source_dataset: str = Field("vimeo25m", description="default when the metadata gives none")
 
 
-def _format_validation_error(source: str, exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"]) or "<root>"
-    if err["type"] == "extra_forbidden":
-        return f"{source}: unknown config key '{key}'"
-    return f"{source}: bad value for '{key}': {err['msg']} (got {err.get('input')!r})"
-
-
 def build_config(data: dict[str, Any], source: str = "config") -> CurationConfig:
     """Validate a plain dict into a CurationConfig, raising a one-line UserError."""
     try:
         return CurationConfig.model_validate(data)
     except ValidationError as exc:
-        raise UserError(_format_validation_error(source, exc)) from None
+        raise UserError(f"{source}: {config_error(exc)}") from None
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> CurationConfig:

@@ -224,11 +224,11 @@ ProgressCallback = Callable[[int, int, ShardCounts], None]
 def _ensure_ray(address: str | None) -> None:
     import logging
 
-    import ray
     from ray.data import DataContext
 
-    if not ray.is_initialized():
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    from ray_jobs.cluster import connect
+
+    connect(address, log_to_driver=False)
     # The CLI draws its own progress bar; Ray Data's bars and their "disabled" notice would only
     # interleave with it.
     DataContext.get_current().enable_progress_bars = False

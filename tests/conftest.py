@@ -15,8 +15,9 @@ def ray_cluster():
     """An embedded local Ray; yields its GCS address so subprocess drivers can join it."""
     import ray
 
+    from ray_jobs.cluster import start_local_ray
+
     if not ray.is_initialized():
-        # address="local": always a new cluster, never one that happens to run on this machine.
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=False)
+        # Always a new cluster, never one that happens to run on this machine (other test sessions).
+        start_local_ray(num_cpus=2, log_to_driver=False, logging_level=logging.WARNING)
     yield ray.get_runtime_context().gcs_address

@@ -38,7 +38,7 @@ def test_bad_threshold_in_config(video_dir):
     config = video_dir / "c.yaml"
     config.write_text("scenes:\n  threshold: -1\n")
     _assert_one_line_error(_curate(str(video_dir / "v"), "--out", str(video_dir / "o"), "--config", str(config)),
-                           "bad value for 'scenes.threshold'")
+                           "scenes.threshold: Input should be greater than 0 (got -1)")
 
 
 def test_unknown_url_scheme(video_dir):

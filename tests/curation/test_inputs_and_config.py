@@ -120,10 +120,10 @@ def test_config_defaults_are_the_papers():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("filters:\n  min_height: -5\n", "bad value for 'filters.min_height'"),
-        ("scenes:\n  threshold: lots\n", "bad value for 'scenes.threshold'"),
-        ("filters:\n  min_hieght: 720\n", "unknown config key 'filters.min_hieght'"),
-        ("scoring:\n  frame_positions: [0.5, 1.5]\n", "bad value for 'scoring.frame_positions'"),
+        ("filters:\n  min_height: -5\n", "filters.min_height: Input should be greater than or equal to"),
+        ("scenes:\n  threshold: lots\n", "scenes.threshold: Input should be a valid number"),
+        ("filters:\n  min_hieght: 720\n", "filters.min_hieght: unknown key"),
+        ("scoring:\n  frame_positions: [0.5, 1.5]\n", "scoring.frame_positions"),
         ("- a\n- list\n", "a config must be a mapping"),
     ],
 )

@@ -26,13 +26,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _outside_env() -> dict[str, str]:
+    """This process's environment without the address of the test session's own Ray."""
+    return {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+
+
 @pytest.fixture(scope="module")
 def job_server(tmp_path_factory):
     """A separate Ray head with its job server; stopped by ending its `ray start --block`."""
     # Every port of its own: the test session's embedded Ray already holds the default ones
     # (a second head whose job agent cannot bind its port never accepts a job).
     gcs, dashboard, agent_http, agent_grpc, runtime_env, metrics, client = (_free_port() for _ in range(7))
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}  # `lavie` on the cluster
+    env = {**_outside_env(), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}  # `lavie` on the cluster
     log = open(tmp_path_factory.mktemp("head") / "head.log", "w")
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}", "--dashboard-host=127.0.0.1",
@@ -60,7 +65,7 @@ def job_server(tmp_path_factory):
 
 
 def _jobs(address: str, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}  # as a fresh shell would be
+    env = {k: v for k, v in _outside_env().items() if k != "RAY_AUTH_MODE"}  # as a fresh shell would be
     return subprocess.run([str(BIN / "lavie"), "jobs", "--address", address, *args],
                           capture_output=True, text=True, timeout=timeout, env=env)
 
@@ -92,7 +97,7 @@ def test_a_failing_job_exits_non_zero(job_server, tmp_path):
     [("", "no cluster address"), ("http://127.0.0.1:9", "cannot reach the Ray job server")],
 )
 def test_bad_address_is_one_line(address, message):
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    env = _outside_env()
     result = subprocess.run([str(BIN / "lavie"), "jobs", "--address", address, "list"],
                             capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 2

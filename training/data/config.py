@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from curation.errors import UserError
+from curation.errors import UserError, config_error
 
 Knot = tuple[int, float]
 
@@ -131,16 +131,7 @@ def parse_data_config(data: Mapping[str, Any] | str | Path) -> DataConfig:
     try:
         return DataConfig.model_validate(data)
     except ValidationError as exc:
-        raise UserError(_one_line(exc)) from None
-
-
-def _one_line(exc: ValidationError) -> str:
-    errors = exc.errors()
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"]) or "data"
-    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-    msg = first_line(first["msg"]).removeprefix("Value error, ")
-    return f"data config: {where}: {msg}{more}"
+        raise UserError(f"data config: {config_error(exc, 'data')}") from None
 
 
 def first_line(value: object) -> str:

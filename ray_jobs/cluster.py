@@ -1,0 +1,61 @@
+"""Connecting the driver to Ray: a given cluster, or an embedded local one started here.
+
+Every `lavie` command that runs on Ray goes through :func:`connect`, so curation, training and the
+demo all treat ``--address`` / ``RAY_ADDRESS`` the same way and share one cluster per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_local_ray(num_cpus: int | None = None, **kwargs: Any) -> str:
+    """Start an embedded local Ray and return its GCS address.
+
+    ``address="local"``: with ``None``, Ray joins whatever cluster ``/tmp/ray/ray_current_cluster``
+    names (the last one started on this machine, by anyone, dead or alive) and can wait for it
+    forever. The GCS port is chosen here and exported as ``RAY_ADDRESS`` before the start, so that
+    every Ray process of this cluster inherits it: Ray Train's placement-group cleaner looks the
+    controller up through ``RAY_ADDRESS`` (else through that same file), and on another live
+    cluster would find no controller and remove a training run's placement group.
+    """
+    import ray
+
+    port = _free_port()
+    os.environ["RAY_GCS_SERVER_PORT"] = str(port)
+    os.environ["RAY_ADDRESS"] = f"{ray.util.get_node_ip_address()}:{port}"
+    kwargs.setdefault("logging_level", logging.WARNING)
+    # The placement-group cleaner queries the State API, which the dashboard serves; on a port of its own.
+    kwargs.setdefault("include_dashboard", True)
+    if kwargs["include_dashboard"]:
+        kwargs.setdefault("dashboard_port", _free_port())
+    try:
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)
+    finally:
+        os.environ.pop("RAY_GCS_SERVER_PORT", None)  # read at start-up only; must not reach other clusters
+    address = ray.get_runtime_context().gcs_address
+    os.environ["RAY_ADDRESS"] = address
+    return address
+
+
+def connect(address: str | None, **kwargs: Any) -> None:
+    """Join the cluster at ``address`` (``ray://``, ``host:port`` or ``auto``), or start an embedded
+    local Ray when it is None. A process already connected stays on its cluster."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs.setdefault("logging_level", logging.WARNING)
+    if address is None:
+        start_local_ray(**kwargs)
+    else:
+        ray.init(address=address, **kwargs)

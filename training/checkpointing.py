@@ -1,0 +1,182 @@
+"""Checkpoints (written by every rank, reported to Ray as one checkpoint) and the model export.
+
+A checkpoint directory (``checkpoint_<step:08d>`` in the run's storage; Ray merges the files that
+each rank reports into it) holds::
+
+    ds/latest, ds/step_<step>/...     DeepSpeed's save_checkpoint: model states, every rank's ZeRO
+                                      optimizer partition, the client LR scheduler
+    ema/rank_<r>.pt                   EMA shadow (ZeRO-3: one partition per rank; else rank 0's)
+    data/rank_<r>.json                data-stream position of each rank (training.data state dict)
+    trainer_state.json                step, config digest, world size, ZeRO stage, UNet config (rank 0)
+    probe.pt                          final checkpoint only: a fixed input and the engine's output
+
+:func:`export_checkpoint` consolidates the ZeRO shards into full fp32 weights with DeepSpeed's
+``zero_to_fp32`` utilities, rebuilds the EMA from its partitions, and writes a ``cascade.models``
+folder::
+
+    raw/      config.json + diffusion_pytorch_model.safetensors   (UNet3DConditionModel)
+    ema/      same, EMA weights (frozen parameters at their raw values)
+    export_info.json                                              (step, run, probe check)
+
+``UNet3DConditionModel.from_pretrained(folder / "raw")`` loads it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.ema import ShardedEMA, consolidate_ema
+
+CHECKPOINT_PREFIX = "checkpoint_"
+TRAINER_STATE = "trainer_state.json"
+PROBE_FILE = "probe.pt"
+DS_DIR = "ds"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{CHECKPOINT_PREFIX}{step:08d}"
+
+
+def _rank_file(folder: Path, rank: int, suffix: str) -> Path:
+    return folder / f"rank_{rank:05d}{suffix}"
+
+
+# --------------------------------------------------------------------------- save / load (workers)
+def save_checkpoint(
+    folder: Path,
+    *,
+    engine: Any,
+    step: int,
+    rank: int,
+    ema: ShardedEMA | None,
+    data_state: Mapping[str, Any],
+    trainer_state: Mapping[str, Any],
+) -> None:
+    """Write this rank's part of the checkpoint after ``step`` optimizer steps into ``folder``.
+
+    Called on every rank (DeepSpeed's save is collective)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    engine.save_checkpoint(str(folder / DS_DIR), tag=f"step_{step:08d}", client_state={"step": step})
+    if ema is not None and ema.saves_on_this_rank():
+        (folder / "ema").mkdir(exist_ok=True)
+        torch.save(ema.state_dict(), _rank_file(folder / "ema", rank, ".pt"))
+    (folder / "data").mkdir(exist_ok=True)
+    _rank_file(folder / "data", rank, ".json").write_text(json.dumps(data_state))
+    if rank == 0:
+        (folder / TRAINER_STATE).write_text(json.dumps(dict(trainer_state), indent=2, default=str))
+
+
+def load_checkpoint(folder: Path, *, engine: Any, rank: int, ema: ShardedEMA | None) -> tuple[int, dict[str, Any]]:
+    """Restore engine (weights, optimizer, LR scheduler) and EMA; return (step, data state)."""
+    state = json.loads((folder / TRAINER_STATE).read_text())
+    load_path, client = engine.load_checkpoint(
+        str(folder / DS_DIR), load_optimizer_states=True, load_lr_scheduler_states=True
+    )
+    if load_path is None:
+        raise RuntimeError(f"DeepSpeed found no checkpoint under {folder / DS_DIR}")
+    step = int(client.get("step", state["step"]))
+    if ema is not None:
+        files = sorted((folder / "ema").glob("rank_*.pt"))
+        if files:
+            ema.load_state_dict([torch.load(f, map_location="cpu", weights_only=True) for f in files])
+    data_state = json.loads(_rank_file(folder / "data", rank, ".json").read_text())
+    return step, data_state
+
+
+def read_trainer_state(folder: str | Path) -> dict[str, Any]:
+    return json.loads((Path(folder) / TRAINER_STATE).read_text())
+
+
+# --------------------------------------------------------------------------- consolidation / export
+def consolidate(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(trainer state, raw fp32 state dict, EMA state dict) of a checkpoint directory."""
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    folder = Path(folder)
+    state = read_trainer_state(folder)
+    raw = get_fp32_state_dict_from_zero_checkpoint(str(folder / DS_DIR))
+    raw = {key: value.detach().float().contiguous() for key, value in raw.items()}
+    files = sorted((folder / "ema").glob("rank_*.pt"))
+    ema_part = consolidate_ema([torch.load(f, map_location="cpu", weights_only=True) for f in files])
+    ema = dict(raw)
+    for key, value in ema_part.items():
+        if key not in raw:
+            raise RuntimeError(f"EMA holds {key}, which the consolidated weights lack")
+        ema[key] = value.to(raw[key].dtype).view(raw[key].shape)
+    return state, raw, ema
+
+
+def _build_model(unet_config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]) -> torch.nn.Module:
+    from cascade.models import UNet3DConditionModel
+
+    model = UNet3DConditionModel.from_config({k: v for k, v in unet_config.items() if not k.startswith("_")})
+    model.load_state_dict(dict(state_dict), strict=True)
+    return model.eval()
+
+
+def probe_difference(model: torch.nn.Module, probe: Mapping[str, Any]) -> float:
+    """Largest absolute difference between ``model`` and the engine's recorded probe output."""
+    with torch.no_grad():
+        out = model(
+            probe["sample"].float(),
+            probe["timestep"],
+            probe["context"].float(),
+            num_image_frames=int(probe["num_image_frames"]),
+        ).sample
+    return float((out - probe["output"].float()).abs().max())
+
+
+def export_checkpoint(checkpoint_dir: str | Path, out_uri: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Consolidate a checkpoint directory and write ``raw/`` and ``ema/`` UNet folders to ``out_uri``
+    (a local path or a bucket URL). Returns the export info (also written as export_info.json)."""
+    checkpoint_dir = Path(checkpoint_dir)
+    state, raw, ema = consolidate(checkpoint_dir)
+    info: dict[str, Any] = {
+        "step": state["step"],
+        "run": state.get("run"),
+        "checkpoint": str(checkpoint_dir),
+        "prediction_type": state.get("prediction_type"),
+        "zero_stage": state.get("zero_stage"),
+        "world_size": state.get("world_size"),
+        "ema": state.get("ema_enabled", False),
+    }
+    staging = Path(tempfile.mkdtemp(prefix="lavie-export-"))
+    try:
+        raw_model = _build_model(state["unet_config"], raw)
+        raw_model.save_pretrained(staging / "raw")
+        probe_path = checkpoint_dir / PROBE_FILE
+        if probe_path.is_file():
+            probe = torch.load(probe_path, map_location="cpu", weights_only=True)
+            info["probe_max_abs_diff"] = probe_difference(raw_model, probe)
+            info["probe_dtype"] = str(probe["output"].dtype)
+        del raw_model
+        _build_model(state["unet_config"], ema).save_pretrained(staging / "ema")
+        (staging / "export_info.json").write_text(json.dumps(info, indent=2))
+        _upload(staging, out_uri, storage_options or {})
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return info
+
+
+def _upload(local: Path, uri: str, storage_options: Mapping[str, Any]) -> None:
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri, **storage_options)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+    if "://" not in uri or uri.startswith("file://"):
+        parent = Path(path).parent
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=parent, prefix=".export-"))
+        shutil.copytree(local, tmp, dirs_exist_ok=True)
+        os.replace(tmp, path)
+        return
+    fs.put(str(local).rstrip("/") + "/", path, recursive=True)
