@@ -15,6 +15,12 @@ def first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
+def message_line(value: object) -> str:
+    """The first line of ``str(value)`` alone (for messages whose context already says what failed)."""
+    text = str(value).strip()
+    return text.splitlines()[0] if text else type(value).__name__
+
+
 def config_error(exc: ValidationError, root: str = "config") -> str:
     """A pydantic validation error as one line: the dotted key of the first problem and what is
     wrong with it (``scenes.threshold: Input should be greater than 0 (got -1)``,

@@ -222,18 +222,10 @@ ProgressCallback = Callable[[int, int, ShardCounts], None]
 
 
 def _ensure_ray(address: str | None) -> None:
-    import logging
-
-    from ray.data import DataContext
-
-    from ray_jobs.cluster import connect
+    from ray_jobs.cluster import connect, quiet_ray_data
 
     connect(address, log_to_driver=False)
-    # The CLI draws its own progress bar; Ray Data's bars and their "disabled" notice would only
-    # interleave with it.
-    DataContext.get_current().enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+    quiet_ray_data()
 
 
 def run_curation(request: CurationRequest, on_progress: ProgressCallback | None = None) -> dict[str, Any]:

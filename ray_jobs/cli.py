@@ -20,7 +20,6 @@ COMMAND_MODULES = (
     "curation.cli",
     "curation.stats.cli",
     "training.cli",
-    "cascade.cli",
     "ray_jobs.jobs_cli",
 )
 
@@ -32,13 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # a sub-command not built yet
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(module_name).register(subparsers)
     return parser
 
 

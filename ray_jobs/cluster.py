@@ -59,3 +59,12 @@ def connect(address: str | None, **kwargs: Any) -> None:
         start_local_ray(**kwargs)
     else:
         ray.init(address=address, **kwargs)
+
+
+def quiet_ray_data() -> None:
+    """No Ray Data progress bars or per-operator logs: the `lavie` commands draw their own progress."""
+    from ray.data import DataContext
+
+    DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)

@@ -2,6 +2,7 @@
 
     lavie train CONFIG.yaml [--set KEY=VALUE ...] [--root DIR] [--address ADDR] [--resume]
     lavie train CONFIG.yaml --export-only [--checkpoint URI]
+    lavie train CONFIG.yaml --precompute-latents
 
 CONFIG is a YAML file, or the name of a config shipped in training/configs (``tiny-cpu``).
 """
@@ -33,6 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run named in the config from its latest checkpoint")
     p.add_argument("--export-only", action="store_true", help="only consolidate and export a checkpoint of the run")
     p.add_argument("--checkpoint", help="with --export-only: the checkpoint URI (default: the run's latest)")
+    p.add_argument(
+        "--precompute-latents", action="store_true",
+        help="only encode every clip window and image of the sources into loader.latent_cache (a Ray Data job)",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(handler=run)
 
@@ -49,6 +54,13 @@ def run(args: argparse.Namespace) -> int:
     config = load_train_config(path, args.overrides, root=args.root)
     if args.checkpoint and not args.export_only:
         raise UserError("--checkpoint only goes with --export-only")
+    if args.precompute_latents and (args.export_only or args.resume):
+        raise UserError("--precompute-latents goes with neither --export-only nor --resume")
+    if args.precompute_latents:
+        from training.precompute import precompute_latents
+
+        precompute_latents(config, address=args.address, quiet=args.quiet)
+        return 0
     if args.export_only:
         from training.launcher import export_run
 

@@ -13,17 +13,14 @@ and ``images`` (B, M, 3, H, W) uint8, captions as strings) into the UNet's input
 
 Every draw comes from generators keyed by (seed, step, rank, micro-step): see :mod:`training.rng`.
 
-Precomputed latents: with ``latent_cache`` set, the VAE posterior moments (mean and log-variance)
-of each clip (keyed by clip id, frame indices and size) and each image (image id and size) are
-written to that folder on first use and read from it afterwards, skipping the VAE encoder; the
-posterior *sample* is still drawn per step, so results are identical with and without the cache.
+Precomputed latents: with a :class:`training.latent_store.LatentStore`, items the data stream read
+from the store arrive as VAE posterior moments and skip the encoder; the others are encoded and
+stored for next time. The posterior *sample* is still drawn per step, so results are the same
+with and without the store.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +30,7 @@ import numpy as np
 import torch
 
 from training import rng
+from training.latent_store import LatentStore
 
 
 @dataclass
@@ -62,7 +60,7 @@ class Conditioner:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         vae_batch_frames: int = 64,
-        latent_cache: str | Path | None = None,
+        latent_store: LatentStore | None = None,
     ) -> None:
         from diffusers import AutoencoderKL
         from transformers import CLIPTextModel, CLIPTokenizer
@@ -80,8 +78,7 @@ class Conditioner:
         self.scaling_factor = float(self.vae.config.scaling_factor)
         self.vae_batch_frames = vae_batch_frames
         self.max_length = min(self.tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings)
-        self.cache = LatentCache(latent_cache) if latent_cache else None
-        self._vae_tag = hashlib.sha1(str(sorted(self.vae.config.items())).encode()).hexdigest()[:8]
+        self.store = latent_store
 
     # ------------------------------------------------------------------ text
     @torch.no_grad()
@@ -99,11 +96,7 @@ class Conditioner:
     @torch.no_grad()
     def moments(self, frames: torch.Tensor) -> torch.Tensor:
         """VAE posterior parameters ``(N, 2C, h, w)`` (mean, log-variance) of uint8 ``(N, 3, H, W)``."""
-        out = []
-        for chunk in frames.split(self.vae_batch_frames):
-            pixels = chunk.to(self.device, non_blocking=True).to(self.dtype) / 127.5 - 1.0
-            out.append(self.vae.encode(pixels).latent_dist.parameters)
-        return torch.cat(out)
+        return vae_moments(self.vae, frames, self.vae_batch_frames, self.device, self.dtype)
 
     def sample(self, moments: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Scaled posterior samples ``(N, C, h, w)`` from moments (SD's ``latent_dist.sample()``)."""
@@ -114,34 +107,39 @@ class Conditioner:
 
     def _batch_moments(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Moments of the videos ``(B, T, 2C, h, w)`` and images ``(B, M, 2C, h, w)``."""
-        video, images = batch["video"], batch["images"]
-        b, t, m = video.shape[0], video.shape[1], images.shape[1]
-        if self.cache is None:
+        video, images = batch["video"], batch["images"]  # tensors, or lists of items from the store
+        b, t, m = len(batch["clip_id"]), batch["frame_indices"].shape[1], len(batch["image_ids"][0])
+        if self.store is None:
             frames = torch.cat([video.flatten(0, 1), images.flatten(0, 1)])
             moments = self.moments(frames)
             video_m = moments[: b * t].unflatten(0, (b, t))
             image_m = moments[b * t :].unflatten(0, (b, m))
             return video_m, image_m
-        size = f"{video.shape[-2]}x{video.shape[-1]}"
-        video_keys = [
-            f"clip-{clip}-{'-'.join(map(str, indices.tolist()))}-{size}-{self._vae_tag}"
-            for clip, indices in zip(batch["clip_id"], batch["frame_indices"])
-        ]
-        image_keys = [f"image-{i}-{size}-{self._vae_tag}" for ids in batch["image_ids"] for i in ids]
-        video_m = torch.stack(
-            [self.cache.get_or_compute(key, lambda j=j: self.moments(video[j])) for j, key in enumerate(video_keys)]
-        )
-        flat_images = images.flatten(0, 1)
+        video_m = torch.stack([
+            self._stored_moments(video[j], LatentStore.clip_key(clip, indices.tolist()))
+            for j, (clip, indices) in enumerate(zip(batch["clip_id"], batch["frame_indices"]))
+        ])  # fmt: skip
         image_list = [
-            self.cache.get_or_compute(key, lambda j=j: self.moments(flat_images[j : j + 1])[0])
-            for j, key in enumerate(image_keys)
+            self._stored_moments(images[j][k], LatentStore.image_key(image_id))
+            for j, ids in enumerate(batch["image_ids"])
+            for k, image_id in enumerate(ids)
         ]
         image_m = (
-            torch.stack(image_list).unflatten(0, (b, m))
-            if image_list
-            else video_m.new_zeros((b, 0, *video_m.shape[2:]))
+            torch.stack(image_list).unflatten(0, (b, m)) if image_list else video_m.new_zeros((b, 0, *video_m.shape[2:]))
         )
         return video_m.to(self.device), image_m.to(self.device)
+
+    def _stored_moments(self, item: torch.Tensor, key: str) -> torch.Tensor:
+        """Moments of one clip ``(T, 2C, h, w)`` or image ``(2C, h, w)``: as the data stream read
+        them from the store (float), from the store, or encoded from uint8 pixels and stored."""
+        if item.is_floating_point():
+            return item
+        moments = self.store.get(key)
+        if moments is None:
+            moments = self.moments(item if item.dim() == 4 else item.unsqueeze(0)).cpu()
+            moments = moments if item.dim() == 4 else moments[0]
+            self.store.put(key, moments)
+        return moments
 
     # ------------------------------------------------------------------ batch
     def prepare(
@@ -171,34 +169,12 @@ class Conditioner:
         )
 
 
-class LatentCache:
-    """VAE moments stored one file per key under a folder (shared by all ranks on a node or a
-    shared filesystem); written atomically, so concurrent writers of one key are harmless."""
-
-    def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.hits = 0
-        self.misses = 0
-
-    def _path(self, key: str) -> Path:
-        digest = hashlib.sha1(key.encode()).hexdigest()
-        return self.folder / digest[:2] / f"{digest}.pt"
-
-    def get_or_compute(self, key: str, compute: Any) -> torch.Tensor:
-        path = self._path(key)
-        if path.is_file():
-            try:
-                value = torch.load(path, map_location="cpu", weights_only=True)
-                self.hits += 1
-                return value
-            except Exception:  # a torn or foreign file: recompute and overwrite
-                pass
-        self.misses += 1
-        value = compute().detach()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        torch.save(value.cpu(), tmp)
-        os.replace(tmp, path)
-        return value.cpu()
+@torch.no_grad()
+def vae_moments(vae: Any, frames: torch.Tensor, batch_frames: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """VAE posterior parameters ``(N, 2C, h, w)`` of uint8 frames ``(N, 3, H, W)``, ``batch_frames``
+    at a time (the trainer's conditioner and the precompute job both encode through this)."""
+    out = []
+    for chunk in frames.split(batch_frames):
+        pixels = chunk.to(device, non_blocking=True).to(dtype) / 127.5 - 1.0
+        out.append(vae.encode(pixels).latent_dist.parameters)
+    return torch.cat(out)

@@ -39,8 +39,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from curation.errors import UserError, config_error
-from training.data.config import DataConfig, first_line
+from curation.errors import UserError, config_error, message_line
+from training.data.config import DataConfig
+from training.latent_store import LatentStore, vae_fingerprint
 
 
 class _Strict(BaseModel):
@@ -63,7 +64,8 @@ class LoaderSection(_Strict):
     num_workers: int = Field(0, ge=0)
     # VAE encodes at most this many frames at once (memory bound on GPUs).
     vae_batch_frames: int = Field(64, ge=1)
-    # Precomputed latents: VAE posterior moments stored here on first use, read afterwards.
+    # Precomputed latents (training.latent_store): a local or shared folder of VAE moments, filled
+    # by `lavie train --precompute-latents` or on first use; stored items are never decoded again.
     latent_cache: str | None = None
 
 
@@ -207,6 +209,13 @@ class TrainConfig(_Strict):
     def export_uri(self) -> str:
         return self.run.export_path or f"{self.run_uri()}/export"
 
+    def latent_store(self) -> LatentStore | None:
+        """The store of precomputed latents for this model and frame size, if configured."""
+        if self.loader.latent_cache is None:
+            return None
+        fingerprint = vae_fingerprint(self.model.pretrained)
+        return LatentStore(self.loader.latent_cache, fingerprint, self.data.height, self.data.width)
+
     def digest(self) -> str:
         """Hash of what must not change across a resume (data layout, model, batch, world)."""
         keep = {
@@ -241,9 +250,9 @@ def load_train_config(
         try:
             raw = yaml.safe_load(Path(path).read_text())
         except OSError as exc:
-            raise UserError(f"{where}: cannot read ({first_line(exc)})") from None
+            raise UserError(f"{where}: cannot read ({message_line(exc)})") from None
         except yaml.YAMLError as exc:
-            raise UserError(f"{where}: not valid YAML ({first_line(exc)})") from None
+            raise UserError(f"{where}: not valid YAML ({message_line(exc)})") from None
     if not isinstance(raw, dict):
         raise UserError(f"{where}: expected a mapping at the top level")
     for item in overrides:
@@ -263,7 +272,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     try:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as exc:
-        raise UserError(f"--set {key}: value is not valid YAML ({first_line(exc)})") from None
+        raise UserError(f"--set {key}: value is not valid YAML ({message_line(exc)})") from None
     parts = key.strip().split(".")
     node: Any = raw
     for depth, part in enumerate(parts):

@@ -26,9 +26,8 @@ from typing import Any
 
 import torch
 
-from curation.errors import UserError
+from curation.errors import UserError, message_line
 from training.config import DeepSpeedSection, LRScheduleSection, ModelSection, TrainConfig
-from training.data.config import first_line
 
 SD_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 _WEIGHT_FILES = {
@@ -102,7 +101,7 @@ def inspect_model(config: TrainConfig) -> ModelInfo:
     try:
         text_config = CLIPTextConfig.from_pretrained(root / "text_encoder")
     except Exception as exc:  # transformers raises OSError/ValueError/... for bad folders
-        raise UserError(f"model.pretrained: {root / 'text_encoder'}: {first_line(exc)}") from None
+        raise UserError(f"model.pretrained: {root / 'text_encoder'}: {message_line(exc)}") from None
     text = _on_meta(lambda: CLIPTextModel(text_config), "model.pretrained", root / "text_encoder")
     _check_weights(
         text, root / "text_encoder", _WEIGHT_FILES["text_encoder"], "model.pretrained", may_miss=lambda k: False,
@@ -159,7 +158,7 @@ def _read_json(path: Path, where: str) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{where}: {path} is not valid JSON ({first_line(exc)})") from None
+        raise UserError(f"{where}: {path} is not valid JSON ({message_line(exc)})") from None
     if not isinstance(value, dict):
         raise UserError(f"{where}: {path} does not hold a JSON object")
     return value
@@ -170,7 +169,7 @@ def _on_meta(build: Any, where: str, folder: Path) -> torch.nn.Module:
         with torch.device("meta"):
             return build()
     except Exception as exc:  # a config the class rejects
-        raise UserError(f"{where}: {folder}/config.json: {first_line(exc)}") from None
+        raise UserError(f"{where}: {folder}/config.json: {message_line(exc)}") from None
 
 
 def weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
@@ -221,7 +220,7 @@ def _check_weights(
     try:
         shapes = weight_shapes(file)
     except Exception as exc:
-        raise UserError(f"{where}: {file}: cannot read weights ({first_line(exc)})") from None
+        raise UserError(f"{where}: {file}: cannot read weights ({message_line(exc)})") from None
     if key_map is not None:
         shapes = {key_map(key): shape for key, shape in shapes.items()}
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}

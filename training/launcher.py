@@ -32,10 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curation.errors import UserError
+from curation.errors import UserError, message_line
 from training.checkpointing import TRAINER_STATE
 from training.config import TrainConfig
-from training.data.config import first_line
 from training.metrics import format_progress
 
 SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"
@@ -80,7 +79,7 @@ def run_state(config: TrainConfig) -> RunState:
         with fs.open(f"{path}/{latest}/{TRAINER_STATE}", "r") as f:
             state = json.load(f)
     except (OSError, ValueError) as exc:
-        raise UserError(f"run.storage_path: cannot read {run_uri} ({first_line(exc)})") from None
+        raise UserError(f"run.storage_path: cannot read {run_uri} ({message_line(exc)})") from None
     return RunState(exists=True, checkpoint=f"{run_uri}/{latest}", step=int(state["step"]), trainer_state=state)
 
 
@@ -266,7 +265,7 @@ def train(
     try:
         result = trainer.fit()
     except Exception as exc:
-        raise RuntimeError(f"training failed: {first_line(exc)}") from exc
+        raise RuntimeError(f"training failed: {message_line(exc)}") from exc
     finally:
         printer.drain()
         try:
@@ -342,7 +341,7 @@ def export_run(
             fs, path = fsspec.core.url_to_fs(checkpoint_uri, **config.run.storage_options)
             complete = fs.exists(f"{path.rstrip('/')}/{TRAINER_STATE}")
         except (OSError, ValueError) as exc:
-            raise UserError(f"--checkpoint {checkpoint_uri}: cannot read ({first_line(exc)})") from None
+            raise UserError(f"--checkpoint {checkpoint_uri}: cannot read ({message_line(exc)})") from None
         if not complete:
             raise UserError(f"--checkpoint {checkpoint_uri}: not a training checkpoint (no {TRAINER_STATE})")
     _ensure_ray(address)

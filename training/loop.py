@@ -112,12 +112,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     select_trainable(unet, config.trainable)
     unet_config = dict(unet.config)
     engine = initialize(config, unet, on_gpu=on_gpu)
+    latent_store = config.latent_store()
     conditioner = Conditioner(
         config.model.pretrained,
         device=device,
         dtype=frozen_dtype,
         vae_batch_frames=config.loader.vae_batch_frames,
-        latent_cache=config.loader.latent_cache,
+        latent_store=latent_store,
     )
     objective = DiffusionObjective(
         Path(config.model.pretrained) / "scheduler",
@@ -142,6 +143,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         start_step,
         batch_size=config.loader.micro_batch_size,
         grad_accum_steps=config.deepspeed.grad_accum,
+        latents=latent_store,
     )
     if data_state is not None:
         dataset.load_state_dict(data_state)

@@ -69,7 +69,11 @@ class MetricsTracker:
         ]  # fmt: skip
         for name in self.sources:
             c = counters.get(name, {})
-            values += [float(c.get("drawn", 0)), float(c.get("undecodable", 0) + c.get("too_short", 0))]
+            values += [
+                float(c.get("drawn", 0)),
+                float(c.get("undecodable", 0) + c.get("too_short", 0)),
+                float(c.get("precomputed", 0)),
+            ]
         tensor = torch.tensor(values, dtype=torch.float64)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(tensor)
@@ -89,8 +93,9 @@ class MetricsTracker:
             "caption_dropout_rate": v[5] / v[6] if v[6] else 0.0,
         }
         for i, name in enumerate(self.sources):
-            metrics[f"count/{name}"] = int(v[7 + 2 * i])
-            metrics[f"skipped/{name}"] = int(v[8 + 2 * i])
+            metrics[f"count/{name}"] = int(v[7 + 3 * i])
+            metrics[f"skipped/{name}"] = int(v[8 + 3 * i])
+            metrics[f"precomputed/{name}"] = int(v[9 + 3 * i])
         self._reset()
         return metrics
 

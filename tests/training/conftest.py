@@ -47,10 +47,10 @@ def train_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def base_config(data: dict[str, Path], storage: Path, name: str = "run", **sections: Any) -> dict[str, Any]:
+def base_config(paths: dict[str, Path], storage: Path, name: str = "run", **sections: Any) -> dict[str, Any]:
     """A 2-worker tiny run: 4 frames + 1 image at 32x32 px, curriculum webvid → vimeo over 12 steps."""
     config: dict[str, Any] = {
-        "model": {"pretrained": str(data["sd"])},
+        "model": {"pretrained": str(paths["sd"])},
         "data": {
             "seed": 3,
             "num_frames": 4,
@@ -61,9 +61,9 @@ def base_config(data: dict[str, Path], storage: Path, name: str = "run", **secti
             "caption_dropout": 0.1,
             "shuffle_rows": 8,
             "sources": [
-                {"name": "webvid", "kind": "video", "manifest": str(data["webvid"]), "schedule": [[0, 1.0], [12, 0.0]]},
-                {"name": "vimeo", "kind": "video", "manifest": str(data["vimeo"]), "schedule": [[0, 0.0], [12, 1.0]]},
-                {"name": "laion", "kind": "image", "manifest": str(data["laion"]), "schedule": [[0, 1.0]]},
+                {"name": "webvid", "kind": "video", "manifest": str(paths["webvid"]), "schedule": [[0, 1.0], [12, 0.0]]},
+                {"name": "vimeo", "kind": "video", "manifest": str(paths["vimeo"]), "schedule": [[0, 0.0], [12, 1.0]]},
+                {"name": "laion", "kind": "image", "manifest": str(paths["laion"]), "schedule": [[0, 1.0]]},
             ],
         },
         "optimizer": {"lr": 2e-3, "weight_decay": 0.0},

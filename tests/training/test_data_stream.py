@@ -98,6 +98,20 @@ def _key(sample) -> tuple:
     )
 
 
+def test_windows_per_clip_start_windows_at_fixed_positions(data):
+    dataset = JointVideoImageDataset(_config(data, windows_per_clip=2, images=()), batch_size=1)
+    rows = {r["clip_id"]: r for r in pq.read_table(data["webvid"] / "clips").to_pylist()}
+    span = (4 - 1) * 3 + 1
+    seen = set()
+    for sample in _take(dataset, 24):
+        row = rows[sample["clip_id"]]
+        slack = row["end_frame"] - row["start_frame"] - span
+        starts = {row["start_frame"] + int(f * (slack + 1)) for f in (0.25, 0.75)}
+        assert sample["frame_indices"][0] in starts
+        seen.add((sample["clip_id"], sample["frame_indices"][0]))
+    assert len(seen) > len({clip for clip, _ in seen})  # both windows of some clip were drawn
+
+
 def test_samples_hold_the_clip_frames_and_images(data):
     dataset = JointVideoImageDataset(_config(data), batch_size=2)
     samples = _take(dataset, 4)
@@ -120,8 +134,8 @@ def test_samples_hold_the_clip_frames_and_images(data):
     assert batch["frame_indices"].shape == (2, 4) and batch["sample_index"].tolist() == [0, 1]
     assert batch["image_captions"] == [s["image_captions"] for s in samples[:2]]
     assert dataset.counters() == {
-        "webvid": {"drawn": 4, "undecodable": 0, "too_short": 0},
-        "laion": {"drawn": 8, "undecodable": 0, "too_short": 0},
+        "webvid": {"drawn": 4, "undecodable": 0, "too_short": 0, "precomputed": 0},
+        "laion": {"drawn": 8, "undecodable": 0, "too_short": 0, "precomputed": 0},
     }
 
 

@@ -9,6 +9,7 @@ import torch
 from cascade.models import UNet3DConditionModel
 from cascade.models.blocks import is_temporal_key
 from training.conditioning import Conditioner, drop_captions
+from training.latent_store import LatentStore, vae_fingerprint
 from training.objective import DiffusionObjective, joint_loss
 from training import rng
 from training.rng import keyed_generator
@@ -134,12 +135,20 @@ def test_v_prediction_target(conditioner, train_data):
     assert torch.allclose(noisy, alpha * inputs.latents + sigma * noise, atol=1e-5)
 
 
-def test_latent_cache_gives_the_same_inputs(train_data, tmp_path):
+def test_latent_store_gives_the_same_inputs(train_data, tmp_path):
+    store = LatentStore(tmp_path / "latents", vae_fingerprint(str(train_data["sd"])), 32, 32)
     plain = Conditioner(train_data["sd"])
-    cached = Conditioner(train_data["sd"], latent_cache=tmp_path / "cache")
+    stored = Conditioner(train_data["sd"], latent_store=store)
     a = plain.prepare(_batch(), seed=0, step=2, rank=0, micro=0, caption_dropout=0.1)
-    b = cached.prepare(_batch(), seed=0, step=2, rank=0, micro=0, caption_dropout=0.1)
-    c = cached.prepare(_batch(), seed=0, step=2, rank=0, micro=0, caption_dropout=0.1)
-    assert cached.cache.misses == 6 and cached.cache.hits == 6
+    b = stored.prepare(_batch(), seed=0, step=2, rank=0, micro=0, caption_dropout=0.1)  # encodes, stores
+    assert len(list(store.root.rglob("*.pt"))) == 2 + 4
+    # As the data stream delivers stored items: moments in place of pixels.
+    batch = _batch()
+    batch["video"] = [
+        store.get(LatentStore.clip_key(clip, indices.tolist())) for clip, indices in zip(batch["clip_id"], batch["frame_indices"])
+    ]
+    batch["images"] = [[store.get(LatentStore.image_key(i)) for i in ids] for ids in batch["image_ids"]]
+    assert batch["video"][0].shape == (4, 8, 8, 8) and batch["images"][0][0].shape == (8, 8, 8)
+    c = stored.prepare(batch, seed=0, step=2, rank=0, micro=0, caption_dropout=0.1)
     assert torch.allclose(a.latents, b.latents, atol=1e-6) and torch.equal(b.latents, c.latents)
     assert torch.equal(a.context, c.context)

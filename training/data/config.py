@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from curation.errors import UserError, config_error
+from curation.errors import UserError, config_error, message_line
 
 Knot = tuple[int, float]
 
@@ -73,6 +73,10 @@ class DataConfig(BaseModel):
     height: int = Field(320, ge=1)
     width: int = Field(512, ge=1)
     images_per_sample: int = Field(4, ge=0)
+    # Where a clip's frame window starts: anywhere in the clip (None), or at one of this many
+    # evenly spaced positions, which makes the windows finite so their latents can be precomputed
+    # (`lavie train --precompute-latents`).
+    windows_per_clip: int | None = Field(None, ge=1)
     # Carried for the trainer, which replaces captions by "" with this probability.
     caption_dropout: float = Field(0.1, ge=0.0, le=1.0)
     seed: int = Field(0, ge=0)
@@ -105,6 +109,12 @@ class DataConfig(BaseModel):
             )
         return self
 
+    def window_offsets(self) -> list[float] | None:
+        """The window start positions, as fractions of a clip's slack; None when continuous."""
+        if self.windows_per_clip is None:
+            return None
+        return [(k + 0.5) / self.windows_per_clip for k in range(self.windows_per_clip)]
+
     @property
     def video_sources(self) -> list[SourceConfig]:
         return [s for s in self.sources if s.kind == "video"]
@@ -124,7 +134,7 @@ def parse_data_config(data: Mapping[str, Any] | str | Path) -> DataConfig:
         try:
             loaded = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as exc:
-            raise UserError(f"data config {path}: {first_line(exc)}") from None
+            raise UserError(f"data config {path}: {message_line(exc)}") from None
         if not isinstance(loaded, Mapping):
             raise UserError(f"data config {path}: expected a mapping at the top level")
         data = loaded.get("data", loaded)
@@ -133,8 +143,3 @@ def parse_data_config(data: Mapping[str, Any] | str | Path) -> DataConfig:
     except ValidationError as exc:
         raise UserError(f"data config: {config_error(exc, 'data')}") from None
 
-
-def first_line(value: object) -> str:
-    """The first line of ``str(value)``: user-facing errors are one line."""
-    text = str(value).strip()
-    return text.splitlines()[0] if text else type(value).__name__

@@ -33,12 +33,20 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from curation.errors import UserError
-from curation.schema import clip_id_for, image_id_for
 from training.data.config import DataConfig
 from training.data.curriculum import Curriculum
-from training.data.decode import ClipSpec, SkipSample, load_clip, load_image
+from training.data.decode import (
+    ClipSpec,
+    SkipSample,
+    load_clip_row,
+    load_image,
+    planned_row_frames,
+    row_clip_id,
+    row_image_id,
+)
 from training.data.manifests import Manifest, ShardReader, validate_sources
 from training.data.rng import keyed_rng
+from training.latent_store import LatentStore
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +67,7 @@ class SourceCounters:
     drawn: int = 0
     undecodable: int = 0
     too_short: int = 0
+    precomputed: int = 0  # items read from the latent store instead of decoded
 
 
 class JointVideoImageDataset(IterableDataset):
@@ -67,7 +76,12 @@ class JointVideoImageDataset(IterableDataset):
     Each sample is a dict: ``video`` uint8 (T, 3, H, W), ``video_caption`` str, ``images`` uint8
     (M, 3, H, W), ``image_captions`` list[str], ``video_source`` str, ``image_sources`` list[str],
     ``clip_id`` str, ``image_ids`` list[str], ``frame_indices`` list[int] (source frames),
-    ``sample_index`` and ``step`` int, ``skips`` list of (source, reason) replaced on the way.
+    ``sample_index`` and ``step`` int, ``skips`` list of (source, reason) replaced on the way,
+    ``precomputed`` list of the sources whose item came from the latent store.
+
+    With a :class:`LatentStore`, an item whose latents are stored is read from it, not decoded:
+    the clip is float moments (T, 2C, h, w), an image (2C, h, w); ``images`` is then a list when
+    its items differ in kind.
     """
 
     def __init__(
@@ -80,6 +94,7 @@ class JointVideoImageDataset(IterableDataset):
         batch_size: int = 1,
         grad_accum_steps: int = 1,
         manifests: dict[str, Manifest] | None = None,
+        latents: LatentStore | None = None,
     ) -> None:
         """``batch_size`` is the per-rank micro-batch; one optimizer step consumes
         ``batch_size * grad_accum_steps`` samples. ``manifests`` (from :func:`validate_sources`)
@@ -92,6 +107,8 @@ class JointVideoImageDataset(IterableDataset):
         self.world_size = world_size
         self.batch_size = batch_size
         self.samples_per_step = batch_size * grad_accum_steps
+        self._latents = latents
+        self._window_offsets = config.window_offsets()
         manifests = manifests if manifests is not None else validate_sources(config)
         used = config.video_sources + (config.image_sources if config.images_per_sample else [])
         self._shards = {
@@ -101,15 +118,7 @@ class JointVideoImageDataset(IterableDataset):
             for s in used
         }
         self._curriculum = Curriculum(config, rank, self.samples_per_step)
-        self._spec = ClipSpec(
-            num_frames=config.num_frames,
-            height=config.height,
-            width=config.width,
-            frame_stride=config.frame_stride,
-            target_fps=config.target_fps,
-            decode_threads=config.decode_threads,
-            storage_options=config.storage_options,
-        )
+        self._spec = ClipSpec.from_data_config(config)
         self._sample_index = 0
         self._cursors = dict.fromkeys(self._shards, 0)
         self._counters = {name: SourceCounters() for name in self._shards}
@@ -142,7 +151,7 @@ class JointVideoImageDataset(IterableDataset):
                     continue
                 sample = self._make_sample(i, int(videos[j]), images[j])
                 self._advance(videos[j : j + 1], images[j : j + 1])
-                self._count_skips(sample["skips"])
+                self._count(sample)
                 yield sample
 
     def observe_batch(self, batch: dict[str, Any]) -> None:
@@ -155,7 +164,7 @@ class JointVideoImageDataset(IterableDataset):
                 f"DataLoader's batch_size must equal the dataset's ({self.batch_size})"
             )
         self._advance(*self._curriculum.plan(expected[0], expected[-1] + 1))
-        self._count_skips(batch["skips"])
+        self._count(batch)
 
     def state_dict(self) -> dict[str, Any]:
         """Data position after the samples consumed so far, plus counters."""
@@ -215,10 +224,12 @@ class JointVideoImageDataset(IterableDataset):
                     self._counters[names[index]].drawn += int(count)
         self._sample_index += len(videos)
 
-    def _count_skips(self, skips: Sequence[tuple[str, str]]) -> None:
-        for source, reason in skips:
+    def _count(self, sample_or_batch: Sample) -> None:
+        for source, reason in sample_or_batch["skips"]:
             counters = self._counters[source]
             setattr(counters, reason, getattr(counters, reason) + 1)
+        for source in sample_or_batch["precomputed"]:
+            self._counters[source].precomputed += 1
 
     def _make_sample(self, i: int, video_choice: int, image_choices: np.ndarray) -> Sample:
         skips: list[tuple[str, str]] = []
@@ -226,6 +237,7 @@ class JointVideoImageDataset(IterableDataset):
         (video, indices), row = self._draw(
             i, 0, source, self._cursors[source], self._load_clip, skips
         )
+        precomputed = [source] if video.is_floating_point() else []
         images, captions, image_ids, image_sources = [], [], [], []
         taken: Counter[str] = Counter()  # draws of each image source earlier in this sample
         for slot, choice in enumerate(image_choices, start=1):
@@ -236,23 +248,26 @@ class JointVideoImageDataset(IterableDataset):
             taken[name] += 1
             images.append(image)
             captions.append(image_row["caption"] or "")
-            image_ids.append(image_row.get("image_id") or image_id_for(image_row["uri"]))
+            image_ids.append(row_image_id(image_row))
             image_sources.append(name)
+            if image.is_floating_point():
+                precomputed.append(name)
         return {
             "video": video,
             "video_caption": row["caption"] or "",
-            "images": torch.stack(images)
+            "images": _stack_if_uniform(images)
             if images
             else torch.empty((0, 3, self.config.height, self.config.width), dtype=torch.uint8),
             "image_captions": captions,
             "video_source": source,
             "image_sources": image_sources,
-            "clip_id": row.get("clip_id") or clip_id_for(row["source_uri"], row["start_frame"]),
+            "clip_id": row_clip_id(row),
             "image_ids": image_ids,
             "frame_indices": indices,
             "sample_index": i,
             "step": i // self.samples_per_step,
             "skips": skips,
+            "precomputed": precomputed,
         }
 
     def _draw(
@@ -285,21 +300,25 @@ class JointVideoImageDataset(IterableDataset):
         )
 
     def _load_clip(self, row: Row, rng: np.random.Generator) -> tuple[torch.Tensor, list[int]]:
-        if row["source_uri"] is None or row["start_frame"] is None or row["end_frame"] is None:
-            raise SkipSample("undecodable", "row lacks source_uri, start_frame or end_frame")
-        return load_clip(
-            row["source_uri"],
-            row["start_frame"],
-            row["end_frame"],
-            row["fps"],
-            (row["height"], row["width"]),
-            self._spec,
-            float(rng.random()),
-        )
+        if self._window_offsets is None:
+            offset = float(rng.random())
+        else:
+            offset = self._window_offsets[int(rng.integers(len(self._window_offsets)))]
+        if self._latents is not None:
+            indices = planned_row_frames(row, self._spec, offset)
+            if indices is not None:
+                moments = self._latents.get(LatentStore.clip_key(row_clip_id(row), indices))
+                if moments is not None:
+                    return moments, indices
+        return load_clip_row(row, self._spec, offset)
 
     def _load_image(self, row: Row, rng: np.random.Generator) -> torch.Tensor:
         if row["uri"] is None:
             raise SkipSample("undecodable", "row lacks uri")
+        if self._latents is not None:
+            moments = self._latents.get(LatentStore.image_key(row_image_id(row)))
+            if moments is not None:
+                return moments
         return load_image(row["uri"], self.config.height, self.config.width, self.config.storage_options)
 
     def _warn(self, source: str, skip: SkipSample) -> None:
@@ -310,12 +329,21 @@ class JointVideoImageDataset(IterableDataset):
             log.warning("data source '%s': further skips are only counted", source)
 
 
+def _stack_if_uniform(items: Sequence[Any]) -> Any:
+    """``torch.stack(items)`` when all are tensors of one shape and dtype, else a list."""
+    first = items[0]
+    if all(torch.is_tensor(t) and t.shape == first.shape and t.dtype == first.dtype for t in items):
+        return torch.stack(list(items))
+    return list(items)
+
+
 def collate_samples(samples: Sequence[Sample]) -> dict[str, Any]:
     """Batch samples: tensors stacked ((B, T, 3, H, W), (B, M, 3, H, W)), strings as lists,
-    ``frame_indices``/``sample_index``/``step`` as int64 tensors, ``skips`` concatenated."""
+    ``frame_indices``/``sample_index``/``step`` as int64 tensors, ``skips`` and ``precomputed``
+    concatenated. Items read from a latent store, of another shape than frames, stay lists."""
     return {
-        "video": torch.stack([s["video"] for s in samples]),
-        "images": torch.stack([s["images"] for s in samples]),
+        "video": _stack_if_uniform([s["video"] for s in samples]),
+        "images": _stack_if_uniform([s["images"] for s in samples]),
         "video_caption": [s["video_caption"] for s in samples],
         "image_captions": [s["image_captions"] for s in samples],
         "video_source": [s["video_source"] for s in samples],
@@ -326,4 +354,5 @@ def collate_samples(samples: Sequence[Sample]) -> dict[str, Any]:
         "sample_index": torch.tensor([s["sample_index"] for s in samples], dtype=torch.int64),
         "step": torch.tensor([s["step"] for s in samples], dtype=torch.int64),
         "skips": [skip for s in samples for skip in s["skips"]],
+        "precomputed": [source for s in samples for source in s["precomputed"]],
     }

@@ -11,9 +11,9 @@ Every failure to read or decode is raised as :class:`SkipSample`, which the data
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import decord
 import fsspec
@@ -22,7 +22,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from training.data.config import first_line
+from curation.errors import message_line
+from curation.schema import clip_id_for, image_id_for
+
+if TYPE_CHECKING:
+    from training.data.config import DataConfig
 
 SkipReason = Literal["undecodable", "too_short"]
 
@@ -47,6 +51,18 @@ class ClipSpec:
     target_fps: float | None = None
     decode_threads: int = 1
     storage_options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_data_config(cls, config: DataConfig) -> ClipSpec:
+        return cls(
+            num_frames=config.num_frames,
+            height=config.height,
+            width=config.width,
+            frame_stride=config.frame_stride,
+            target_fps=config.target_fps,
+            decode_threads=config.decode_threads,
+            storage_options=config.storage_options,
+        )
 
 
 def cover_size(src_height: int, src_width: int, height: int, width: int) -> tuple[int, int]:
@@ -127,10 +143,39 @@ def load_clip(
     except SkipSample:
         raise
     except Exception as exc:  # decord and fsspec raise many types; all mean "cannot use this clip"
-        raise SkipSample("undecodable", f"{uri}: {type(exc).__name__}: {first_line(exc)}") from None
+        raise SkipSample("undecodable", f"{uri}: {type(exc).__name__}: {message_line(exc)}") from None
     if decode_size is None or tuple(frames.shape[-2:]) != decode_size:
         frames = resize_frames(frames, *cover_size(*frames.shape[-2:], spec.height, spec.width))
     return center_crop(frames, spec.height, spec.width).contiguous(), indices
+
+
+def load_clip_row(row: Mapping[str, Any], spec: ClipSpec, offset_fraction: float) -> tuple[torch.Tensor, list[int]]:
+    """:func:`load_clip` for a clip-manifest row."""
+    if row["source_uri"] is None or row["start_frame"] is None or row["end_frame"] is None:
+        raise SkipSample("undecodable", "row lacks source_uri, start_frame or end_frame")
+    return load_clip(
+        row["source_uri"], row["start_frame"], row["end_frame"], row["fps"], (row["height"], row["width"]), spec,
+        offset_fraction,
+    )  # fmt: skip
+
+
+def planned_row_frames(row: Mapping[str, Any], spec: ClipSpec, offset_fraction: float) -> list[int] | None:
+    """The source frames :func:`load_clip_row` will decode, when the row alone tells (it does
+    unless ``target_fps`` is set and the manifest lacks the frame rate); None otherwise."""
+    if row["source_uri"] is None or row["start_frame"] is None or row["end_frame"] is None:
+        return None
+    fps = row["fps"] if row["fps"] is not None and math.isfinite(row["fps"]) and row["fps"] > 0 else None
+    if fps is None and spec.frame_stride is None:
+        return None
+    return plan_frames(spec, row["start_frame"], row["end_frame"], fps, offset_fraction)
+
+
+def row_clip_id(row: Mapping[str, Any]) -> str:
+    return row.get("clip_id") or clip_id_for(row["source_uri"], row["start_frame"])
+
+
+def row_image_id(row: Mapping[str, Any]) -> str:
+    return row.get("image_id") or image_id_for(row["uri"])
 
 
 def load_image(
@@ -147,7 +192,7 @@ def load_image(
                 image = image.resize(_wh(size), Image.Resampling.BICUBIC)
             array = np.array(image)  # a writable copy, as torch requires
     except Exception as exc:  # PIL and fsspec raise many types; all mean "cannot use this image"
-        raise SkipSample("undecodable", f"{uri}: {type(exc).__name__}: {first_line(exc)}") from None
+        raise SkipSample("undecodable", f"{uri}: {type(exc).__name__}: {message_line(exc)}") from None
     return center_crop(torch.from_numpy(array).permute(2, 0, 1), height, width).contiguous()
 
 

@@ -29,9 +29,9 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 from fsspec.implementations.local import LocalFileSystem
 
-from curation.errors import UserError
+from curation.errors import UserError, message_line
 from curation.schema import CLIP_COLUMNS, CLIPS_DIR, IMAGE_COLUMNS, SUCCESS_FILE
-from training.data.config import DataConfig, SourceConfig, first_line
+from training.data.config import DataConfig, SourceConfig
 from training.data.rng import keyed_rng
 
 Kind = Literal["video", "image"]
@@ -120,7 +120,7 @@ def open_manifest(
     except UserError:
         raise
     except (OSError, ValueError, pa.ArrowException) as exc:
-        raise UserError(f"{where} cannot be read: {first_line(exc)}") from None
+        raise UserError(f"{where} cannot be read: {message_line(exc)}") from None
     if not group_rows:
         raise UserError(f"{where} has no rows")
     optional = OPTIONAL_COLUMNS[kind]
