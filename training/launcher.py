@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from curation.errors import UserError, message_line
+from ray_jobs.cluster import connect
 from training.checkpointing import TRAINER_STATE
 from training.config import TrainConfig
 from training.metrics import format_progress
@@ -181,12 +182,6 @@ class _ProgressPrinter(threading.Thread):
 
 
 # --------------------------------------------------------------------------- the job
-def _ensure_ray(address: str | None) -> None:
-    from ray_jobs.cluster import connect
-
-    connect(address)
-
-
 def train(
     config: TrainConfig,
     *,
@@ -205,7 +200,7 @@ def train(
         export = export_run(config, state.checkpoint, address=address, stream=stream, quiet=quiet) if config.run.export else None
         return TrainResult(config.run_uri(), state.step, state.checkpoint, {}, export, config.export_uri() if export else None)
 
-    _ensure_ray(address)
+    connect(address)
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.util.queue import Queue
@@ -344,7 +339,7 @@ def export_run(
             raise UserError(f"--checkpoint {checkpoint_uri}: cannot read ({message_line(exc)})") from None
         if not complete:
             raise UserError(f"--checkpoint {checkpoint_uri}: not a training checkpoint (no {TRAINER_STATE})")
-    _ensure_ray(address)
+    connect(address)
     import ray
 
     started = time.perf_counter()

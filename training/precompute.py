@@ -83,11 +83,11 @@ class LatentEncoder:
                 counts[f"clip_{skip.reason}"] += len(self.offsets)  # the same for every window
                 return
             key = LatentStore.clip_key(row_clip_id(row), indices)
-            if key in self.store:
+            if planned is None and key in self.store:  # frames known only after decoding
                 counts["clip_stored"] += 1
-            else:
-                self.store.put(key, self._moments(frames))
-                counts["clip_encoded"] += 1
+                continue
+            self.store.put(key, self._moments(frames))
+            counts["clip_encoded"] += 1
 
     def _image(self, row: dict[str, Any], counts: Counter[str]) -> None:
         from training.data.decode import SkipSample, load_image, row_image_id

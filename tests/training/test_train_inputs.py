@@ -22,10 +22,10 @@ from training.config import TrainConfig
 def no_ray(monkeypatch):
     """Fail the test if the launcher gets as far as starting (or joining) Ray."""
 
-    def refuse(address):
+    def refuse(address, **kwargs):
         raise AssertionError("Ray was started although the input is bad")
 
-    monkeypatch.setattr(launcher, "_ensure_ray", refuse)
+    monkeypatch.setattr(launcher, "connect", refuse)
 
 
 def _run(tmp_path: Path, config: dict, *args: str) -> tuple[int, str]:
