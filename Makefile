@@ -19,7 +19,7 @@ browser:
 	@bash scripts/ensure_chromium.sh
 
 demo: $(STAMP)
-	$(PY) -m ray_jobs.demo --workdir demo_output
+	$(PY) -m lavie.demo --workdir demo_output
 
 test: $(STAMP) browser
 	$(PY) -m pytest $(PYTEST_ARGS)

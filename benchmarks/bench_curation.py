@@ -28,9 +28,12 @@ from pathlib import Path
 import av
 
 from curation.config import CurationConfig, SceneDetectionConfig
-from curation.pipeline import CurationRequest, _ensure_ray, build_dataset, plan_work, run_curation
-from curation.sample_videos import write_video
-from curation.stages.scenes import detect_scenes
+from curation.executor import build_dataset
+from curation.pipeline import CurationRequest, plan_work, run_curation
+from curation.steps import StepContext
+from curation.steps.scenes import detect_scenes
+from lavie.synthetic import write_scene_video
+from ray_jobs.cluster import connect
 
 WORK = Path(__file__).parent / "_work" / "curation"
 
@@ -44,7 +47,7 @@ def make_videos(count: int, seconds: int) -> list[Path]:
         frames = seconds * 24
         scenes = tuple(int(frames * f) for f in (0.3, 0.25, 0.2)) + (frames - int(frames * 0.75),)
         if not path.exists():
-            write_video(path, scenes, 1280, 720, 24, seed=i, preset="veryfast")
+            write_scene_video(path, scenes, 1280, 720, 24, seed=i, preset="veryfast")
         paths.append(path)
     return paths
 
@@ -72,7 +75,7 @@ def stage_scene_detection(paths: list[Path]) -> tuple[float, int, dict[str, list
     """The pipeline's probe + scene-detection stage on Ray over the same files."""
     config = CurationConfig(filters={"min_frames": 1, "min_caption_words": 0, "min_height": 0})
     plan = plan_work(CurationRequest(inputs=tuple(map(str, paths)), out="unused", config=config))
-    ds = build_dataset(plan.videos, config, None)
+    ds = build_dataset(plan.videos, config, StepContext())
     started = time.perf_counter()
     rows = list(ds.iter_rows())
     seconds = time.perf_counter() - started
@@ -117,7 +120,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     args = parser.parse_args()
     paths = make_videos(args.videos, args.seconds)
-    _ensure_ray(None)
+    connect(None, log_to_driver=False)
     stage_scene_detection(paths[:2])  # warm the Ray workers' imports
 
     cli_s, cli_frames, cli_cuts = cli_scene_detection(paths)

@@ -35,10 +35,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from lavie.core.manifest import CLIPS_DIR  # noqa: E402
+from lavie.synthetic import clip_row, write_clip_manifest, write_pattern_video  # noqa: E402
 from training.data import JointVideoImageDataset, parse_data_config  # noqa: E402
 from training.data.decode import center_crop, cover_size, resize_frames  # noqa: E402
-from curation.schema import CLIPS_DIR  # noqa: E402
-from training.data.synthetic import clip_row, write_clip_manifest, write_video  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "_work" / "loader"
 WIDTH, HEIGHT, FPS, FRAMES = 1280, 720, 30, 60
@@ -50,7 +50,7 @@ def generate(clips: int) -> Path:
     for i in range(clips):
         path = WORK / "videos" / f"clip{i:03d}.mp4"
         if not path.exists():
-            write_video(path.with_suffix(".tmp.mp4"), FRAMES, HEIGHT, WIDTH, FPS, "texture", gop=30)
+            write_pattern_video(path.with_suffix(".tmp.mp4"), FRAMES, HEIGHT, WIDTH, FPS, "texture", gop=30)
             path.with_suffix(".tmp.mp4").rename(path)
         videos.append(path)
     rows = [clip_row(str(p), 0, FRAMES, float(FPS), WIDTH, HEIGHT, f"synthetic clip number {i}") for i, p in enumerate(videos)]

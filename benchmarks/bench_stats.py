@@ -31,9 +31,9 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from curation.schema import CLIP_SCHEMA, CLIPS_DIR, SUCCESS_FILE  # noqa: E402
 from curation.stats.accumulate import OPTIONAL_COLUMNS, REQUIRED_COLUMNS  # noqa: E402
 from curation.stats.bins import AESTHETIC_BINS, CAPTION_WORD_BINS, DURATION_BINS, HEIGHT_BINS  # noqa: E402
+from lavie.core.manifest import CLIP_SCHEMA, CLIPS_DIR, SUCCESS_FILE  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "_work"
 CATEGORIES = (
@@ -179,7 +179,7 @@ def main() -> None:
     lavie = Path(sys.executable).with_name("lavie")
     stats_command = [str(lavie), "stats", str(manifest), "--out", str(out)]
     if not lavie.exists():
-        stats_command = [sys.executable, "-m", "ray_jobs.cli", "stats", str(manifest), "--out", str(out)]
+        stats_command = [sys.executable, "-m", "lavie.cli", "stats", str(manifest), "--out", str(out)]
     columns = list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
     bins = {b.name: b.describe() for b in (DURATION_BINS, CAPTION_WORD_BINS, AESTHETIC_BINS, HEIGHT_BINS)}
     pandas_command = [sys.executable, "-c", NAIVE_PANDAS, str(manifest / CLIPS_DIR), json.dumps(columns)]

@@ -1,6 +1,6 @@
 """Trainer step time: the DeepSpeed engine of `lavie train` against a plain PyTorch AdamW loop.
 
-Both train the same 3D UNet (inflated from the tiny SD of ``training/tiny_sd.py``, or one built
+Both train the same 3D UNet (inflated from the tiny SD of ``lavie.synthetic``, or one built
 from a larger config with ``--size small``) with the shipped ``training/configs/tiny-cpu.yaml``
 (frames, frame size, optimizer, clipping, ZeRO stage), in one process, no Ray, on a fixed batch.
 Two comparisons:
@@ -11,7 +11,7 @@ Two comparisons:
   same AdamW kernel (torch's fused one, which the trainer selects on CPU);
 * trainer step: the same plus what every training step also does (VAE encoding of the uint8
   frames, text encoding with caption dropout, noise and timesteps: ``training.conditioning`` and
-  ``training.objective``), i.e. the per-step work of ``training/loop.py`` minus data decoding.
+  ``training.objective``), i.e. the per-step work of ``training.trainer`` minus data decoding.
 Runs alternate between the two in short rounds (so that load from other processes on a shared
 machine hits both alike); the median step time of each is reported, with the overhead.
 
@@ -76,11 +76,12 @@ def _timed(step: Any, n: int, sync: bool) -> list[float]:
 
 
 def run_cpu(args: argparse.Namespace) -> dict[str, Any]:
+    from lavie.synthetic import write_tiny_sd
     from training.conditioning import Conditioner
     from training.config import load_train_config
-    from training.engine import build_unet, initialize, select_trainable
+    from training.engine import initialize, select_trainable
     from training.objective import DiffusionObjective
-    from training.tiny_sd import write_tiny_sd
+    from training.specs.base_model import BaseModelSpec
 
     torch.set_num_threads(args.threads)
     _init_dist()
@@ -99,9 +100,9 @@ def run_cpu(args: argparse.Namespace) -> dict[str, Any]:
     data = config.data
 
     torch.manual_seed(0)
-    plain = build_unet(config.model)
+    plain = BaseModelSpec(config).build_model()
     torch.manual_seed(0)
-    ds_model = build_unet(config.model)
+    ds_model = BaseModelSpec(config).build_model()
     select_trainable(plain, "all")
     select_trainable(ds_model, "all")
     engine = initialize(config, ds_model, on_gpu=False)
@@ -183,11 +184,11 @@ def run_gpu(args: argparse.Namespace) -> dict[str, Any]:
     code path, not a measurement)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from cascade.models import SD1_UNET_CONFIG, UNet3DConditionModel
+    from cascade.models import SD1_UNET_CONFIG, BaseUNet3DModel
+    from lavie.synthetic import TINY_UNET_CONFIG
     from training.config import load_train_config
     from training.engine import initialize
     from training.objective import joint_loss
-    from training.tiny_sd import TINY_UNET_CONFIG
 
     device = torch.device(args.device)
     on_gpu = device.type == "cuda"
@@ -206,7 +207,7 @@ def run_gpu(args: argparse.Namespace) -> dict[str, Any]:
     config = load_train_config(Path(__file__).resolve().parents[1] / "training/configs/tiny-cpu.yaml", overrides)
     unet_config = SD1_UNET_CONFIG if args.unet == "sd1" else TINY_UNET_CONFIG
     torch.manual_seed(0)
-    unet = UNet3DConditionModel.from_config({k: v for k, v in unet_config.items() if not k.startswith("_")})
+    unet = BaseUNet3DModel.from_config({k: v for k, v in unet_config.items() if not k.startswith("_")})
     unet.requires_grad_(True)
     engine = initialize(config, unet.to(device), on_gpu=on_gpu)
     vae_down = 8 if args.unet == "sd1" else 4

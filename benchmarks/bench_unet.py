@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cascade.models import SD1_UNET_CONFIG, UNet3DConditionModel  # noqa: E402
+from cascade.models import SD1_UNET_CONFIG, BaseUNet3DModel  # noqa: E402
 
 # SD 1.x's layout at a quarter of its widths and heads (head widths 32/64/128/128 -> 16/32/64/64).
 REDUCED_CONFIG = {
@@ -67,7 +67,7 @@ def worker(device: str, implementation: str, repeats: int) -> dict[str, Any]:
     """Measure one attention implementation; runs in its own process."""
     settings = SETTINGS[device]
     torch.manual_seed(0)
-    model = UNet3DConditionModel.from_config(settings["config"]).to(device=device, dtype=settings["dtype"]).train()
+    model = BaseUNet3DModel.from_config(settings["config"]).to(device=device, dtype=settings["dtype"]).train()
     model.set_attention_implementation(implementation)
     frames, height, width = settings["grid"]
     config = settings["config"]
@@ -129,7 +129,7 @@ def main() -> None:
     widths = "/".join(str(c) for c in settings["config"]["block_out_channels"])
     memory = "CUDA max allocated" if args.device == "cuda" else "peak RSS growth"
     print(
-        f"UNet3DConditionModel ({widths}), latents 1x4x{frames}x{height}x{width}, {str(settings['dtype'])[6:]}, "
+        f"BaseUNet3DModel ({widths}), latents 1x4x{frames}x{height}x{width}, {str(settings['dtype'])[6:]}, "
         f"{args.device}, best of {repeats} (torch {torch.__version__}, {torch.get_num_threads()} threads)"
     )
     print(f"{'':18}{'sdpa':>12}{'naive':>12}{'naive/sdpa':>12}")

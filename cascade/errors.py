@@ -6,9 +6,12 @@ a log line or a CLI error.
 
 from __future__ import annotations
 
+from lavie.core.errors import UserError
 
-class CascadeError(Exception):
-    """Base class of the errors raised on purpose by :mod:`cascade`."""
+
+class CascadeError(UserError):
+    """Base class of the errors raised on purpose by :mod:`cascade`: all are the user's to fix, so
+    the `lavie` command prints them as one line."""
 
 
 class ModelLoadError(CascadeError, ValueError):

@@ -12,7 +12,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from curation.errors import UserError
+from lavie.core.errors import UserError, message_line
 
 
 class Captioner(Protocol):
@@ -32,7 +32,7 @@ class TransformersCaptioner:
             self.image_processor = AutoImageProcessor.from_pretrained(path)
             self.tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as exc:
-            raise UserError(f"{model_path}: cannot load image-to-text model: {str(exc).splitlines()[0]}") from None
+            raise UserError(f"{model_path}: cannot load image-to-text model: {message_line(exc)}") from None
         self.device = device
         self.max_new_tokens = max_new_tokens
 

@@ -6,17 +6,16 @@ value fails before any work starts, with one line naming it.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from curation.errors import UserError, config_error
+from lavie.core import config as core_config
 
 
-class _Strict(BaseModel):
+class _Strict(core_config.StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -106,32 +105,11 @@ class CurationConfig(_Strict):
     source_dataset: str = Field("vimeo25m", description="default when the metadata gives none")
 
 
-def build_config(data: dict[str, Any], source: str = "config") -> CurationConfig:
-    """Validate a plain dict into a CurationConfig, raising a one-line UserError."""
-    try:
-        return CurationConfig.model_validate(data)
-    except ValidationError as exc:
-        raise UserError(f"{source}: {config_error(exc)}") from None
+def build_config(data: Mapping[str, Any], source: str = "config") -> CurationConfig:
+    """Validate a plain mapping into a CurationConfig, raising a one-line UserError."""
+    return core_config.validate(CurationConfig, data, source)
 
 
-def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> CurationConfig:
-    """Read a YAML/JSON config file (or defaults) and apply dotted-key overrides from the CLI."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: config file not found")
-        try:
-            text = path.read_text()
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text) or {}
-        except (yaml.YAMLError, json.JSONDecodeError) as exc:
-            raise UserError(f"{path}: not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: a config must be a mapping of keys to values")
-    for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return build_config(data, source=str(path) if path else "config")
+def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> CurationConfig:
+    """Read a YAML/JSON config file (or the defaults) and apply dotted-key overrides (CLI flags)."""
+    return core_config.load_config(CurationConfig, path, overrides or {})

@@ -10,10 +10,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
-import fsspec
-from fsspec.core import split_protocol
-
-from curation.errors import UserError
+from lavie.core.storage import filesystem, to_uri
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp"}
@@ -33,28 +30,6 @@ class ResolvedInputs:
     missing: tuple[MissingInput, ...]
 
 
-def filesystem_for(url: str, storage_options: dict | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The fsspec filesystem and in-filesystem path for ``url``, with one-line errors."""
-    protocol, _ = split_protocol(url)
-    protocol = protocol or "file"
-    try:
-        fs_class = fsspec.get_filesystem_class(protocol)
-    except ValueError:
-        raise UserError(f"{url}: unknown URL scheme '{protocol}://'") from None
-    except ImportError as exc:
-        raise UserError(f"{url}: the '{protocol}://' scheme needs a package that is not installed ({exc})") from None
-    fs = fs_class(**(storage_options or {}) if protocol != "file" else {})
-    return fs, fs._strip_protocol(url)
-
-
-def to_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    """A URI that reopens ``path``: plain absolute paths for local files, ``proto://`` otherwise."""
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    if protocol in ("file", "local"):
-        return path
-    return fs.unstrip_protocol(path)
-
-
 def _is_video_name(path: str) -> bool:
     return posixpath.splitext(path)[1].lower() in VIDEO_EXTENSIONS
 
@@ -64,7 +39,7 @@ def resolve_inputs(specs: list[str], storage_options: dict | None = None) -> Res
     videos: set[str] = set()
     missing: list[MissingInput] = []
     for spec in specs:
-        fs, path = filesystem_for(spec, storage_options)
+        fs, path = filesystem(spec, storage_options)
         if any(ch in path for ch in _GLOB_CHARS):
             found = [p for p in fs.glob(path) if fs.isfile(p)]
             if not found:

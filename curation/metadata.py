@@ -21,8 +21,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from curation.errors import UserError
-from curation.inputs import filesystem_for
+from lavie.core.errors import UserError, message_line
+from lavie.core.storage import filesystem
 
 REQUIRED_COLUMNS = ("video", "caption")
 OPTIONAL_COLUMNS = ("category", "source_dataset", "start_sec", "end_sec")
@@ -69,7 +69,7 @@ class VideoMetadata:
 
 def read_metadata_table(url: str, storage_options: dict | None = None) -> pa.Table:
     """Read and check the metadata file's columns, raising a one-line UserError naming the file."""
-    fs, path = filesystem_for(url, storage_options)
+    fs, path = filesystem(url, storage_options)
     if not fs.isfile(path):
         raise UserError(f"{url}: metadata file not found")
     suffix = posixpath.splitext(path)[1].lower()
@@ -84,7 +84,7 @@ def read_metadata_table(url: str, storage_options: dict | None = None) -> pa.Tab
             else:
                 raise UserError(f"{url}: metadata must be .csv, .jsonl or .parquet, not '{suffix or path}'")
     except (pa.ArrowInvalid, OSError) as exc:
-        raise UserError(f"{url}: cannot parse metadata: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"{url}: cannot parse metadata: {message_line(exc)}") from None
     columns = set(table.column_names)
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:

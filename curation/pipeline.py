@@ -1,9 +1,13 @@
-"""The curation run: plan the work, assemble the Ray Data graph, stream results into the manifest.
+"""The curation run on the driver: plan the work, run the executor, stream results into the manifest.
 
-The graph is one chain of small stages (probe → scene detection → frame-count filter →
-[frames → captioner] → caption filter → height filter → [frames → scorer]). CPU stages fuse into one
-task per video; the model stages run in actor pools. The driver only consumes finished rows (a few
-hundred bytes each), writing a shard's Parquet parts as soon as all its videos are through.
+:func:`plan_work` resolves the inputs and metadata into shards of video rows (inputs that name no
+file become ``input`` rejects here). :func:`run_curation` opens the output folder (refusing one of
+another run, recognising a finished one, resuming an interrupted one), runs the declared steps on
+the pending shards through :mod:`curation.executor`, and writes each shard's Parquet parts as soon
+as its videos are all through; the driver only ever holds finished rows of a few hundred bytes.
+
+The run needs a Ray connection made by its caller (``ray_jobs.cluster.connect``; the `lavie`
+command does it, only once there is work for the cluster).
 """
 
 from __future__ import annotations
@@ -11,19 +15,21 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from typing import Any
 
 from curation.config import CurationConfig
-from curation.errors import UserError
+from curation.executor import active_steps, build_dataset
 from curation.inputs import resolve_inputs
 from curation.metadata import VideoMetadata, match_metadata, read_metadata_table
-from curation.output import OutputDir, ShardCounts
-from curation.rows import FRAMES, METADATA, SHARD, VIDEO_ROWS, Row, new_row, reject
-from curation.schema import STAGES
+from curation.output import OutputDir
+from curation.rows import METADATA, SHARD, VIDEO_ROWS, Row, mark_rejected, new_row
+from curation.shards import ShardAssembler, ShardCounts
+from curation.steps import INPUT_STAGE, STAGES, StepContext
+from lavie.core.errors import UserError, require_ray
+from lavie.core.storage import SealedOptions
 
 
 @dataclass(frozen=True)
@@ -31,9 +37,8 @@ class CurationRequest:
     inputs: tuple[str, ...]
     out: str
     metadata: str | None = None
-    config: CurationConfig = CurationConfig()
+    config: CurationConfig = field(default_factory=CurationConfig)
     storage_options: dict | None = None
-    address: str | None = None
 
 
 @dataclass
@@ -77,12 +82,10 @@ def plan_work(request: CurationRequest) -> WorkPlan:
             )
         )
     num_shards = -(-len(videos) // config.videos_per_shard)
+    missing = [(m.uri, "not_found", m.detail) for m in resolved.missing] + metadata_rejects
     input_rejects = [
-        reject(new_row(source_uri=m.uri, **{SHARD: num_shards}), "input", "not_found", m.detail)
-        for m in resolved.missing
-    ] + [
-        reject(new_row(source_uri=key, **{SHARD: num_shards}), "input", reason, detail)
-        for key, reason, detail in metadata_rejects
+        mark_rejected(new_row(source_uri=uri, **{SHARD: num_shards, VIDEO_ROWS: 1}), INPUT_STAGE, reason, detail)
+        for uri, reason, detail in missing
     ]
     if not videos and not input_rejects:
         raise UserError("no input given")
@@ -93,82 +96,6 @@ def plan_work(request: CurationRequest) -> WorkPlan:
         "config": config.model_dump(mode="json"),
     }
     return WorkPlan(videos, input_rejects, num_shards + (1 if input_rejects else 0), fingerprint)
-
-
-def build_dataset(videos: list[Row], config: CurationConfig, storage_options: dict | None):
-    """The Ray Data graph over the given video rows (one block per video for load balance)."""
-    import ray
-    import ray.data
-
-    from curation.stages.filters import filter_caption, filter_min_frames, filter_min_height
-    from curation.stages.frames import sample_frames
-    from curation.stages.probe import probe_video
-    from curation.stages.scenes import split_into_clips
-    from curation.stages.score import CaptionClips, ScoreClips
-
-    io = {"storage_options": storage_options}
-    positions = config.scoring.frame_positions
-    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
-    ds = ray.data.from_items(videos, override_num_blocks=max(1, len(videos)))
-    ds = ds.map(probe_video, fn_kwargs=io)
-    ds = ds.flat_map(split_into_clips, fn_kwargs={"config": config.scenes, **io})
-    ds = ds.map(filter_min_frames, fn_kwargs={"config": config.filters})
-    frames_added = False
-    if config.captioner is not None:
-        ds = ds.map(sample_frames, fn_kwargs={"positions": positions, **io})
-        frames_added = True
-        ds = ds.map_batches(
-            CaptionClips,
-            fn_constructor_kwargs={"config": config.captioner, "frame_count": len(positions)},
-            batch_size=config.captioner.batch_size,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=config.captioner.actors),
-            num_gpus=1 if has_gpu else 0,
-        )
-    ds = ds.map(filter_caption, fn_kwargs={"config": config.filters})
-    ds = ds.map(filter_min_height, fn_kwargs={"config": config.filters})
-    if config.scoring.enabled:
-        if not frames_added:
-            ds = ds.map(sample_frames, fn_kwargs={"positions": positions, **io})
-            frames_added = True
-        ds = ds.map_batches(
-            ScoreClips,
-            fn_constructor_kwargs={"config": config.scoring},
-            batch_size=config.scoring.batch_size,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=config.scoring.actors),
-            num_gpus=1 if has_gpu else 0,
-        )
-    if frames_added:
-        ds = ds.drop_columns([FRAMES])
-    return ds
-
-
-class ShardAssembler:
-    """Collects streamed rows and says when a shard's videos are all through the pipeline."""
-
-    def __init__(self, videos: list[Row]) -> None:
-        self._pending: dict[int, set[str]] = defaultdict(set)
-        for video in videos:
-            self._pending[video[SHARD]].add(video["source_uri"])
-        self._rows: dict[int, list[Row]] = defaultdict(list)
-        self._seen: dict[str, int] = defaultdict(int)
-
-    def add(self, row: Row) -> tuple[bool, int | None]:
-        """Add a row; returns (its video finished, the shard that finished or None)."""
-        shard, uri = row[SHARD], row["source_uri"]
-        self._rows[shard].append(row)
-        self._seen[uri] += 1
-        if self._seen[uri] < row[VIDEO_ROWS]:
-            return False, None
-        self._pending[shard].discard(uri)
-        if self._pending[shard]:
-            return True, None
-        del self._pending[shard]
-        return True, shard
-
-    def take(self, shard: int) -> list[Row]:
-        return self._rows.pop(shard)
 
 
 def _versions() -> dict[str, str]:
@@ -186,13 +113,14 @@ def _run_record(request: CurationRequest, plan: WorkPlan, counts: ShardCounts, w
     by_stage: dict[str, dict[str, int]] = {stage: {} for stage in STAGES}
     for key, value in sorted(counts.rejects.items()):
         stage, reason = key.split("/", 1)
-        by_stage[stage][reason] = value
+        by_stage.setdefault(stage, {})[reason] = value
     scoring = request.config.scoring
     return {
         "inputs": list(request.inputs),
         "out": request.out,
         "metadata": request.metadata,
         "config": request.config.model_dump(mode="json"),
+        "steps": [step.name for step in active_steps(request.config)],
         "versions": _versions(),
         "counts": {
             "inputs": counts.inputs,
@@ -221,16 +149,20 @@ def _run_record(request: CurationRequest, plan: WorkPlan, counts: ShardCounts, w
 ProgressCallback = Callable[[int, int, ShardCounts], None]
 
 
-def _ensure_ray(address: str | None) -> None:
-    from ray_jobs.cluster import connect, quiet_ray_data
+def run_curation(
+    request: CurationRequest,
+    on_progress: ProgressCallback | None = None,
+    *,
+    plan: WorkPlan | None = None,
+    connect: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume, or recognise as finished) a curation job; returns its run.json record.
 
-    connect(address, log_to_driver=False)
-    quiet_ray_data()
-
-
-def run_curation(request: CurationRequest, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
-    """Run (or resume, or recognise as finished) a curation job; returns its run.json record."""
-    plan = plan_work(request)
+    ``plan``: the request's :func:`plan_work`, when the caller made it already. ``connect`` is
+    called when there is work for Ray (the `lavie` command joins or starts the cluster there, so
+    bad input and finished runs cost no cluster start); without it, Ray must already be connected.
+    """
+    plan = plan or plan_work(request)
     out = OutputDir(request.out, request.storage_options)
     out.begin(plan.fingerprint)
     if out.is_complete():
@@ -239,17 +171,16 @@ def run_curation(request: CurationRequest, on_progress: ProgressCallback | None 
     done = out.done_shards()
     pending = [v for v in plan.videos if v[SHARD] not in done]
     if plan.input_rejects and plan.input_rejects[0][SHARD] not in done:
-        for row in plan.input_rejects:
-            row[VIDEO_ROWS] = 1
         out.write_shard(plan.input_rejects[0][SHARD], plan.input_rejects)
     progress = out.total_counts()
     finished_videos = len(plan.videos) - len(pending)
     if on_progress:
         on_progress(finished_videos, len(plan.videos), progress)
     if pending:
-        _ensure_ray(request.address)
+        (connect or (lambda: require_ray("curation")))()
+        context = StepContext(SealedOptions.seal(request.storage_options), request.config.scoring.frame_positions)
         assembler = ShardAssembler(pending)
-        for row in build_dataset(pending, request.config, request.storage_options).iter_rows():
+        for row in build_dataset(pending, request.config, context).iter_rows():
             video_done, shard = assembler.add(row)
             if shard is not None:
                 progress += out.write_shard(shard, assembler.take(shard))

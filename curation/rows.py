@@ -2,8 +2,8 @@
 
 Every row has the clip manifest's columns plus three ``reject_*`` fields (null while the row is
 kept) and a few private fields (``_shard``, ``_video_rows``, ``_seconds_*``) the driver uses for
-resumption, completion tracking and timings. A stage never drops a row: it marks it rejected, and
-later stages pass rejected rows through untouched, so every input is accounted for at the end.
+resumption, completion tracking and timings. A step never drops a row: the executor marks it
+rejected, and later steps pass rejected rows through untouched, so every input is accounted for.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from curation.schema import CLIP_COLUMNS, STAGES
+from lavie.core.manifest import CLIP_COLUMNS
 
 Row = dict[str, Any]
 
 SHARD = "_shard"
 VIDEO_ROWS = "_video_rows"  # rows this video produced in total: the driver's completion check
 METADATA = "_metadata"  # the video's metadata record, JSON text
-FRAMES = "_frames"  # sampled RGB frames (N, H, W, 3) uint8 for the model stages
+FRAMES = "_frames"  # sampled RGB frames for the model steps (bytes; see curation.steps.frames)
 SECONDS_PREFIX = "_seconds_"
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
@@ -31,9 +31,7 @@ def new_row(**values: Any) -> Row:
     return row
 
 
-def reject(row: Row, stage: str, reason: str, detail: str | None = None) -> Row:
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}")
+def mark_rejected(row: Row, stage: str, reason: str, detail: str | None = None) -> Row:
     row.update(reject_stage=stage, reject_reason=reason, reject_detail=detail)
     return row
 

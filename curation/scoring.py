@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from curation.errors import UserError
+from lavie.core.errors import UserError, message_line
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -57,7 +57,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # the loaders raise many types for a damaged file
-        raise UserError(f"{path}: cannot read weights: {str(exc).splitlines()[0][:200]}") from None
+        raise UserError(f"{path}: cannot read weights: {message_line(exc)[:200]}") from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -1,7 +1,9 @@
 """Connecting the driver to Ray: a given cluster, or an embedded local one started here.
 
-Every `lavie` command that runs on Ray goes through :func:`connect`, so curation, training and the
-demo all treat ``--address`` / ``RAY_ADDRESS`` the same way and share one cluster per process.
+This is the cluster layer's job alone: the platform's jobs (curation, training, ...) never join or
+start a cluster, they run on the connection their caller made. The `lavie` command, the demo and
+the tests go through :func:`connect`, so ``--address`` / ``RAY_ADDRESS`` mean the same everywhere
+and a process shares one cluster.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def connect(address: str | None, **kwargs: Any) -> None:
         start_local_ray(**kwargs)
     else:
         ray.init(address=address, **kwargs)
+    quiet_ray_data()
 
 
 def quiet_ray_data() -> None:

@@ -1,21 +1,23 @@
-"""Training of the LaVie base model: joint image-video DeepSpeed ZeRO on Ray Train.
+"""Training of the cascade's networks: DeepSpeed ZeRO on Ray Train, fed by manifests with the
+curriculum mix (torchtitan's shape: small components, assembled by config).
 
-Small components, assembled by config (``training/configs/*.yaml`` → :class:`training.config.TrainConfig`):
-
+    training.config        TrainConfig (pydantic, unknown keys rejected), --set overrides, paths,
+                           sealing credentials on their way to the workers
+    training.specs         one model spec per trainable network (``model.kind``): how it is built,
+                           what it trains, what a batch holds, its loss, how it exports
     training.data          manifests, decoding, curriculum mix (the data stream)
-    training.config        TrainConfig (pydantic, unknown keys rejected), --set overrides, paths
     training.conditioning  frozen CLIP text encoder + SD VAE, caption dropout, latent cache
     training.objective     DDPM noise/timesteps, epsilon / v targets, the joint video+image loss
-    training.engine        pre-flight model checks, UNet build/inflation, trainable subset,
-                           DeepSpeed config and engine
+    training.model_files   pre-flight checks of model folders, no weights loaded
+    training.engine        trainable subset, DeepSpeed config and engine
     training.ema           EMA of the trained weights, sharded under ZeRO-3
     training.checkpointing per-rank checkpoints for Ray, ZeRO consolidation, model export
     training.metrics       metrics reduced over ranks, TensorBoard + JSON lines, progress line
-    training.loop          the per-worker Ray Train loop
+    training.trainer       the trainer of one rank: step, report, checkpoint, export
+    training.callbacks     hooks into the trainer (registered by the caller, run on every worker)
+    training.worker        the Ray Train entry point
     training.launcher      pre-flight, TorchTrainer job, resume, export (driver side)
-    training.cli           `lavie train`
-    training.tiny_sd       a tiny random SD folder (tests, benchmarks, demo)
-    training.demo_inputs   the tiny SD folder and an image manifest beside curated clips
+    training.precompute    the latent store filled by a Ray Data job
 
 Nothing is imported here, so that ``import training.data`` stays light.
 """

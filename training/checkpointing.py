@@ -7,24 +7,24 @@ each rank reports into it) holds::
                                       optimizer partition, the client LR scheduler
     ema/rank_<r>.pt                   EMA shadow (ZeRO-3: one partition per rank; else rank 0's)
     data/rank_<r>.json                data-stream position of each rank (training.data state dict)
-    trainer_state.json                step, config digest, world size, ZeRO stage, UNet config (rank 0)
+    trainer_state.json                step, config digest, world size, ZeRO stage, model kind and
+                                      config (rank 0)
     probe.pt                          final checkpoint only: a fixed input and the engine's output
 
 :func:`export_checkpoint` consolidates the ZeRO shards into full fp32 weights with DeepSpeed's
-``zero_to_fp32`` utilities, rebuilds the EMA from its partitions, and writes a ``cascade.models``
-folder::
+``zero_to_fp32`` utilities, rebuilds the EMA from its partitions, and writes ``cascade.models``
+folders of the model spec's class (:meth:`training.specs.spec.ModelSpec.export_model`)::
 
-    raw/      config.json + diffusion_pytorch_model.safetensors   (UNet3DConditionModel)
+    raw/      config.json + diffusion_pytorch_model.safetensors
     ema/      same, EMA weights (frozen parameters at their raw values)
     export_info.json                                              (step, run, probe check)
 
-``UNet3DConditionModel.from_pretrained(folder / "raw")`` loads it directly.
+``<ModelClass>.from_pretrained(folder / "raw")`` (``BaseUNet3DModel`` for the base model) loads it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -33,7 +33,9 @@ from typing import Any
 
 import torch
 
+from lavie.core.storage import replace_folder
 from training.ema import ShardedEMA, consolidate_ema
+from training.specs import spec_class
 
 CHECKPOINT_PREFIX = "checkpoint_"
 TRAINER_STATE = "trainer_state.json"
@@ -114,23 +116,17 @@ def consolidate(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Ten
     return state, raw, ema
 
 
-def _build_model(unet_config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]) -> torch.nn.Module:
-    from cascade.models import UNet3DConditionModel
-
-    model = UNet3DConditionModel.from_config({k: v for k, v in unet_config.items() if not k.startswith("_")})
-    model.load_state_dict(dict(state_dict), strict=True)
-    return model.eval()
+def model_of(state: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(model kind, model config) of a trainer state; checkpoints of earlier versions, which
+    trained the base model only, recorded its config as ``unet_config``."""
+    return state.get("model_kind", "base"), state.get("model_config") or state["unet_config"]
 
 
 def probe_difference(model: torch.nn.Module, probe: Mapping[str, Any]) -> float:
     """Largest absolute difference between ``model`` and the engine's recorded probe output."""
+    inputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in probe["inputs"].items()}
     with torch.no_grad():
-        out = model(
-            probe["sample"].float(),
-            probe["timestep"],
-            probe["context"].float(),
-            num_image_frames=int(probe["num_image_frames"]),
-        ).sample
+        out = model(**inputs).sample
     return float((out - probe["output"].float()).abs().max())
 
 
@@ -148,9 +144,12 @@ def export_checkpoint(checkpoint_dir: str | Path, out_uri: str, storage_options:
         "world_size": state.get("world_size"),
         "ema": state.get("ema_enabled", False),
     }
+    kind, model_config = model_of(state)
+    spec = spec_class(kind)
+    info["model_kind"] = kind
     staging = Path(tempfile.mkdtemp(prefix="lavie-export-"))
     try:
-        raw_model = _build_model(state["unet_config"], raw)
+        raw_model = spec.export_model(model_config, raw)
         raw_model.save_pretrained(staging / "raw")
         probe_path = checkpoint_dir / PROBE_FILE
         if probe_path.is_file():
@@ -158,25 +157,9 @@ def export_checkpoint(checkpoint_dir: str | Path, out_uri: str, storage_options:
             info["probe_max_abs_diff"] = probe_difference(raw_model, probe)
             info["probe_dtype"] = str(probe["output"].dtype)
         del raw_model
-        _build_model(state["unet_config"], ema).save_pretrained(staging / "ema")
+        spec.export_model(model_config, ema).save_pretrained(staging / "ema")
         (staging / "export_info.json").write_text(json.dumps(info, indent=2))
-        _upload(staging, out_uri, storage_options or {})
+        replace_folder(staging, out_uri, storage_options)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return info
-
-
-def _upload(local: Path, uri: str, storage_options: Mapping[str, Any]) -> None:
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(uri, **storage_options)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
-    if "://" not in uri or uri.startswith("file://"):
-        parent = Path(path).parent
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=parent, prefix=".export-"))
-        shutil.copytree(local, tmp, dirs_exist_ok=True)
-        os.replace(tmp, path)
-        return
-    fs.put(str(local).rstrip("/") + "/", path, recursive=True)

@@ -4,7 +4,7 @@
 and ``images`` (B, M, 3, H, W) uint8, captions as strings) into the UNet's inputs:
 
 * latents ``(B, 4, T + M, h, w)``: the video frames first, then the M images (the layout
-  ``UNet3DConditionModel.forward(num_image_frames=M)`` expects), sampled from the VAE posterior
+  ``BaseUNet3DModel.forward(num_image_frames=M)`` expects), sampled from the VAE posterior
   and multiplied by the VAE's ``scaling_factor``;
 * text embeddings ``(B, T + M, L, D)``: the video caption for each video frame, each image's own
   caption for its frame (the CLIP text encoder's last hidden state, as SD uses);

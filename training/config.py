@@ -3,7 +3,7 @@
 A YAML file maps one-to-one onto :class:`TrainConfig`; every section but ``model``, ``data`` and
 ``run`` has defaults::
 
-    model:      {pretrained: sd-folder, unet: null}
+    model:      {kind: base, pretrained: sd-folder, unet: null, options: {}}
     data:       {...}                                  # training.data.DataConfig, unchanged
     loader:     {micro_batch_size: 1, num_workers: 0}
     objective:  {prediction_type: epsilon, image_loss_weight: 1.0}
@@ -11,7 +11,7 @@ A YAML file maps one-to-one onto :class:`TrainConfig`; every section but ``model
     lr_schedule: {kind: constant, warmup_steps: 0}
     deepspeed:  {zero_stage: 2, offload_optimizer: false, bf16: true, grad_clip: 1.0, grad_accum: 1}
     ema:        {enabled: true, decay: 0.9999}
-    trainable:  all                                    # all | temporal | a regular expression
+    trainable:  null                                   # all | temporal | a regex; null: the spec's default
     scaling:    {num_workers: 1, use_gpu: false}
     run:        {name: base, storage_path: runs, max_steps: 1000, checkpoint_every: 100}
 
@@ -28,7 +28,6 @@ as YAML (``--set run.max_steps=10``, ``--set deepspeed.zero_stage=3``,
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import re
@@ -36,25 +35,32 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from curation.errors import UserError, config_error, message_line
+from lavie.core.config import StrictModel as _Strict
+from lavie.core.config import load_config, one_of, parse_override
+from lavie.core.storage import SealedOptions, is_local, local_path
 from training.data.config import DataConfig
 from training.latent_store import LatentStore, vae_fingerprint
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from training.specs import SPECS, spec_class
 
 
 class ModelSection(_Strict):
-    """Where the weights come from. ``pretrained``: a Stable Diffusion folder in the diffusers
-    layout (``unet/ vae/ text_encoder/ tokenizer/ scheduler/``); its 2D UNet is inflated to 3D
-    unless ``unet`` names a ``cascade.models`` 3D folder (an earlier export) to start from."""
+    """Which network trains (``kind``, one of :data:`training.specs.SPECS`) and where its weights
+    come from. ``pretrained``: a Stable Diffusion folder in the diffusers layout (``unet/ vae/
+    text_encoder/ tokenizer/ scheduler/``); its 2D UNet is inflated to 3D unless ``unet`` names a
+    ``cascade.models`` 3D folder (an earlier export) to start from. ``options``: settings of the
+    kind, validated by its spec."""
 
+    kind: str = "base"
     pretrained: str = Field(min_length=1)
     unet: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        return one_of(value, SPECS, "a trainable network")
 
 
 class LoaderSection(_Strict):
@@ -166,14 +172,15 @@ class TrainConfig(_Strict):
     lr_schedule: LRScheduleSection = Field(default_factory=LRScheduleSection)
     deepspeed: DeepSpeedSection = Field(default_factory=DeepSpeedSection)
     ema: EMASection = Field(default_factory=EMASection)
-    trainable: str = Field("all", min_length=1)
+    # all | temporal | a regular expression; unset: the model spec's default.
+    trainable: str | None = Field(None, min_length=1)
     scaling: ScalingSection = Field(default_factory=ScalingSection)
     run: RunSection
 
     @field_validator("trainable")
     @classmethod
-    def _trainable_compiles(cls, value: str) -> str:
-        if value not in ("all", "temporal"):
+    def _trainable_compiles(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("all", "temporal"):
             try:
                 re.compile(value)
             except re.error as exc:
@@ -217,10 +224,11 @@ class TrainConfig(_Strict):
         return LatentStore(self.loader.latent_cache, fingerprint, self.data.height, self.data.width)
 
     def digest(self) -> str:
-        """Hash of what must not change across a resume (data layout, model, batch, world)."""
+        """Hash of what must not change across a resume (data layout, model, batch, world); not
+        storage options, whose credentials may be rotated between the runs."""
         keep = {
             "model": self.model.model_dump(),
-            "data": self.data.model_dump(),
+            "data": self.data.model_dump(exclude={"storage_options"}),
             "micro_batch_size": self.loader.micro_batch_size,
             "grad_accum": self.deepspeed.grad_accum,
             "zero_stage": self.deepspeed.zero_stage,
@@ -237,68 +245,26 @@ def load_train_config(
     overrides: Sequence[str] = (),
     root: str | Path | None = None,
 ) -> TrainConfig:
-    """Read a YAML config (or take a mapping), apply ``KEY=VALUE`` overrides, resolve relative
-    paths against ``root`` (default: the current directory) and validate.
+    """Read a YAML config (or take a mapping), apply ``--set KEY=VALUE`` overrides, resolve
+    relative paths against ``root`` (default: the current directory) and validate, the model
+    spec's own checks included.
 
     Every problem is a one-line :class:`UserError` naming the file or key.
     """
-    if isinstance(path, Mapping):
-        raw: Any = copy.deepcopy(dict(path))
-        where = "train config"
-    else:
-        where = f"train config {path}"
-        try:
-            raw = yaml.safe_load(Path(path).read_text())
-        except OSError as exc:
-            raise UserError(f"{where}: cannot read ({message_line(exc)})") from None
-        except yaml.YAMLError as exc:
-            raise UserError(f"{where}: not valid YAML ({message_line(exc)})") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"{where}: expected a mapping at the top level")
-    for item in overrides:
-        apply_override(raw, item)
-    try:
-        config = TrainConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise UserError(f"{where}: {config_error(exc)}") from None
-    return resolve_paths(config, Path(root) if root is not None else Path.cwd())
-
-
-def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Set ``a.b.0.c=value`` in a nested dict/list structure; ``value`` is parsed as YAML."""
-    key, sep, text = item.partition("=")
-    if not sep or not key.strip():
-        raise UserError(f"--set {item!r}: expected KEY=VALUE")
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError as exc:
-        raise UserError(f"--set {key}: value is not valid YAML ({message_line(exc)})") from None
-    parts = key.strip().split(".")
-    node: Any = raw
-    for depth, part in enumerate(parts):
-        last = depth == len(parts) - 1
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise UserError(f"--set {key}: {'.'.join(parts[:depth]) or 'config'} has no item {part}")
-            if last:
-                node[int(part)] = value
-            else:
-                node = node[int(part)]
-        elif isinstance(node, dict):
-            if last:
-                node[part] = value
-            else:
-                node = node.setdefault(part, {})
-        else:
-            raise UserError(f"--set {key}: {'.'.join(parts[:depth])} is not a section")
+    where = "train config" if isinstance(path, Mapping) else f"train config {path}"
+    config = load_config(TrainConfig, path, [parse_override(item) for item in overrides], where=where)
+    config = resolve_paths(config, Path(root) if root is not None else Path.cwd())
+    spec_class(config.model.kind).validate_config(config)
+    return config
 
 
 def resolve_paths(config: TrainConfig, root: Path) -> TrainConfig:
     """Make relative local paths absolute against ``root``."""
+
     def fix(value: str | None) -> str | None:
-        if value is None or "://" in value:
+        if value is None or not is_local(value):
             return value
-        path = Path(value).expanduser()
+        path = Path(local_path(value)).expanduser()
         return str(path if path.is_absolute() else (root / path).resolve())
 
     model = config.model.model_copy(update={"pretrained": fix(config.model.pretrained), "unet": fix(config.model.unet)})
@@ -309,6 +275,25 @@ def resolve_paths(config: TrainConfig, root: Path) -> TrainConfig:
         update={"storage_path": fix(config.run.storage_path), "export_path": fix(config.run.export_path)}
     )
     return config.model_copy(update={"model": model, "data": data, "loader": loader, "run": run})
+
+
+# --------------------------------------------------------------------------- to Ray workers
+def seal(config: TrainConfig) -> dict[str, Any]:
+    """The config as it travels to Ray (Train workers, actors): plain data, credentials of its
+    storage options sealed (:class:`lavie.core.storage.SealedOptions`), so that Ray's train state
+    and dashboard show none. Rebuild it with :func:`unseal`."""
+    data = SealedOptions.seal(config.data.storage_options)
+    run = SealedOptions.seal(config.run.storage_options)
+    public = config.model_dump(mode="json")
+    public["data"]["storage_options"], public["run"]["storage_options"] = data.public, run.public
+    return {"config": public, "data_storage": data, "run_storage": run}
+
+
+def unseal(sealed: Mapping[str, Any]) -> TrainConfig:
+    config = TrainConfig.model_validate(sealed["config"])
+    data = config.data.model_copy(update={"storage_options": sealed["data_storage"].open()})
+    run = config.run.model_copy(update={"storage_options": sealed["run_storage"].open()})
+    return config.model_copy(update={"data": data, "run": run})
 
 
 def packaged_config(name: str) -> Path | None:

@@ -14,13 +14,14 @@ step's generator, so a run gives the same inputs with and without the store.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
+import io
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
 import torch
+
+from lavie.core.storage import atomic_write
 
 _WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
@@ -44,8 +45,8 @@ def vae_fingerprint(pretrained: str) -> str:
 class LatentStore:
     """Moments ``(…, 2C, h, w)`` by key under ``folder/<vae fingerprint>-<H>x<W>/``.
 
-    Writes are atomic (temporary file, then rename), so concurrent writers of one key, on one
-    machine or on a shared filesystem, are harmless; a torn or foreign file reads as missing.
+    Writes are atomic (:func:`lavie.core.storage.atomic_write`), so concurrent writers of one key,
+    on one machine or on a shared filesystem, are harmless; a torn or foreign file reads as missing.
     """
 
     def __init__(self, folder: str | Path, fingerprint: str, height: int, width: int) -> None:
@@ -76,13 +77,6 @@ class LatentStore:
             return None
 
     def put(self, key: str, moments: torch.Tensor) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(moments.detach().cpu().contiguous(), tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buffer = io.BytesIO()
+        torch.save(moments.detach().cpu().contiguous(), buffer)
+        atomic_write(str(self._path(key)), buffer.getvalue())

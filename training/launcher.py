@@ -2,10 +2,10 @@
 
 :func:`preflight` runs before Ray is touched: config (already validated on load), every manifest
 (``training.data.validate_sources``: missing, wrong kind, no rows, all-zero weights), the model
-folders (structure, configs, every weight's shape, compatibility; see
-:func:`training.engine.inspect_model`) and the run's state in storage (a new run must not exist;
-``--resume`` needs one, trained with a compatible config). Every problem is a one-line
-:class:`UserError`, so a bad input never starts a worker.
+folders (structure, configs, every weight's shape, compatibility: the model spec's ``check``) and
+the run's state in storage (a new run must not exist; ``--resume`` needs one, trained with a
+compatible config). Every problem is a one-line :class:`UserError`, so a bad input never starts a
+worker, nor a cluster.
 
 :func:`train` then runs a ``TorchTrainer`` (Ray Train V2): ``ScalingConfig`` from the config,
 ``RunConfig(name, storage_path)`` (a local folder or a bucket URL), ``FailureConfig(max_failures)``
@@ -14,6 +14,11 @@ so that a failed worker restarts the worker group from the latest checkpoint, an
 its latest checkpoint: that is what ``--resume`` does. A controller callback forwards each report
 to the driver, which prints a progress line. Finally the last checkpoint is consolidated and
 exported (in a Ray task, so DeepSpeed is never imported by the driver).
+
+The job runs on a Ray connection made by its caller: ``connect`` is called once the pre-flight
+has passed (the `lavie` command joins or starts the cluster there); without it, Ray must already
+be connected. Credentials in the config's storage options reach the workers sealed
+(:func:`training.config.seal`): Ray's train state and dashboard never show them.
 
 On several nodes the storage path must be shared by all of them (a bucket URL or a shared
 filesystem), as must the manifests, the media and the model folders.
@@ -27,16 +32,20 @@ import queue as queue_module
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curation.errors import UserError, message_line
-from ray_jobs.cluster import connect
+from lavie.core.errors import UserError, message_line, require_ray
+from lavie.core.storage import SealedOptions, arrow_filesystem, filesystem, is_local, join, local_path
+from training.callbacks import TrainerCallback
 from training.checkpointing import TRAINER_STATE
-from training.config import TrainConfig
+from training.config import TrainConfig, seal
 from training.metrics import format_progress
+from training.specs import spec_class
+
+Connect = Callable[[], None]
 
 SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"
 
@@ -64,11 +73,9 @@ class TrainResult:
 # --------------------------------------------------------------------------- pre-flight
 def run_state(config: TrainConfig) -> RunState:
     """Inspect the run folder in storage via Ray's checkpoint-manager snapshot."""
-    import fsspec
-
     run_uri = config.run_uri()
     try:
-        fs, path = fsspec.core.url_to_fs(run_uri, **config.run.storage_options)
+        fs, path = filesystem(run_uri, config.run.storage_options)
         snapshot = f"{path}/{SNAPSHOT_FILE}"
         if not fs.exists(snapshot):
             return RunState(exists=fs.exists(path) and bool(fs.ls(path)))
@@ -87,10 +94,9 @@ def run_state(config: TrainConfig) -> RunState:
 def preflight(config: TrainConfig, *, resume: bool) -> RunState:
     """Every check that can fail on user input, before any worker starts."""
     from training.data import validate_sources
-    from training.engine import inspect_model
 
     validate_sources(config.data)
-    inspect_model(config)
+    spec_class(config.model.kind)(config).check()
     state = run_state(config)
     if resume:
         if not state.exists or state.checkpoint is None:
@@ -185,22 +191,25 @@ class _ProgressPrinter(threading.Thread):
 def train(
     config: TrainConfig,
     *,
-    address: str | None = None,
+    connect: Connect | None = None,
     resume: bool = False,
     quiet: bool = False,
     stream: Any = None,
-    hooks: Mapping[str, Any] | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> TrainResult:
-    """Pre-flight, train on Ray, export. Raises :class:`UserError` for bad input."""
+    """Pre-flight, train on Ray, export. Raises :class:`UserError` for bad input.
+
+    ``callbacks`` (:class:`training.callbacks.TrainerCallback`) run on every worker."""
     stream = stream or sys.stdout
+    connect = connect or (lambda: require_ray("training"))
     state = preflight(config, resume=resume)
     if resume and state.step >= config.run.max_steps:
         if not quiet:
             print(f"[train] run '{config.run.name}' is already at step {state.step} (max_steps {config.run.max_steps})", file=stream)
-        export = export_run(config, state.checkpoint, address=address, stream=stream, quiet=quiet) if config.run.export else None
+        export = export_run(config, state.checkpoint, connect=connect, stream=stream, quiet=quiet) if config.run.export else None
         return TrainResult(config.run_uri(), state.step, state.checkpoint, {}, export, config.export_uri() if export else None)
 
-    connect(address)
+    connect()
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.util.queue import Queue
@@ -211,25 +220,15 @@ def train(
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     progress_queue = Queue(maxsize=1000, actor_options={"num_cpus": 0})
     printer = _ProgressPrinter(progress_queue, config.run.max_steps, stream, quiet)
-    hooks = dict(hooks or {})
-    if os.environ.get("LAVIE_TRAIN_PID_DIR"):
-        hooks.setdefault("pid_dir", os.environ["LAVIE_TRAIN_PID_DIR"])
     scaling = ScalingConfig(
         num_workers=config.scaling.num_workers,
         use_gpu=config.scaling.use_gpu,
         resources_per_worker=config.scaling.resources_per_worker,
         placement_strategy=config.scaling.placement_strategy,
     )
-    storage_filesystem = None
-    if config.run.storage_options and "://" in config.run.storage_path:
-        import fsspec
-        import pyarrow.fs as pafs
-
-        fs, _ = fsspec.core.url_to_fs(config.run.storage_path, **config.run.storage_options)
-        storage_filesystem = pafs.PyFileSystem(pafs.FSSpecHandler(fs))
-    storage_path = config.run.storage_path
-    if storage_filesystem is not None:
-        storage_path = storage_path.split("://", 1)[1]
+    storage_path, storage_filesystem = config.run.storage_path, None
+    if not is_local(storage_path):
+        storage_filesystem, storage_path = arrow_filesystem(storage_path, config.run.storage_options)
     run_config = RunConfig(
         name=config.run.name,
         storage_path=storage_path,
@@ -239,11 +238,11 @@ def train(
         callbacks=[_make_callback(progress_queue)],
         logging_config=LoggingConfig(log_level="WARNING"),
     )
-    from training.loop import train_loop_per_worker
+    from training.worker import train_loop_per_worker
 
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": config.model_dump(mode="json"), "hooks": hooks},
+        train_loop_config={**seal(config), "callbacks": list(callbacks)},
         torch_config=TorchConfig(backend="nccl" if config.scaling.use_gpu else "gloo"),
         scaling_config=scaling,
         run_config=run_config,
@@ -251,8 +250,9 @@ def train(
     if not quiet:
         where = f"resuming at step {state.step}" if resume else "new run"
         print(
-            f"[train] {config.run.name}: {where}, {config.scaling.num_workers} workers, ZeRO-{config.deepspeed.zero_stage}, "
-            f"global batch {config.global_batch_size}, {config.run.max_steps} steps → {config.run_uri()}",
+            f"[train] {config.run.name}: {config.model.kind} model, {where}, {config.scaling.num_workers} workers, "
+            f"ZeRO-{config.deepspeed.zero_stage}, global batch {config.global_batch_size}, {config.run.max_steps} "
+            f"steps → {config.run_uri()}",
             file=stream,
             flush=True,
         )
@@ -279,12 +279,11 @@ def train(
 def _checkpoint_uri(config: TrainConfig, checkpoint: Any) -> str | None:
     if checkpoint is None:
         return None
-    name = Path(checkpoint.path).name
-    return f"{config.run_uri()}/{name}"
+    return join(config.run_uri(), Path(checkpoint.path).name)
 
 
 # --------------------------------------------------------------------------- export
-def _export_task(checkpoint_uri: str, out_uri: str, storage_options: dict[str, Any]) -> dict[str, Any]:
+def _export_task(checkpoint_uri: str, out_uri: str, storage: SealedOptions) -> dict[str, Any]:
     """Runs in a Ray task: download (if remote), consolidate, export. DeepSpeed's consolidation
     prints its progress; it is kept and only shown if the export fails."""
     import contextlib
@@ -295,19 +294,18 @@ def _export_task(checkpoint_uri: str, out_uri: str, storage_options: dict[str, A
 
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    import fsspec
+    from training.trainer import Trainer
 
-    from training.checkpointing import export_checkpoint
-
+    options = storage.open()
     chatter = io.StringIO()
     try:
         with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
-            if "://" not in checkpoint_uri or checkpoint_uri.startswith("file://"):
-                return export_checkpoint(checkpoint_uri.removeprefix("file://"), out_uri, storage_options)
-            fs, path = fsspec.core.url_to_fs(checkpoint_uri, **storage_options)
+            if is_local(checkpoint_uri):
+                return Trainer.export(local_path(checkpoint_uri), out_uri, options)
+            fs, path = filesystem(checkpoint_uri, options)
             with tempfile.TemporaryDirectory(prefix="lavie-ckpt-") as local:
                 fs.get(path.rstrip("/") + "/", local, recursive=True)
-                return export_checkpoint(local, out_uri, storage_options)
+                return Trainer.export(local, out_uri, options)
     except Exception:
         sys.stderr.write(chatter.getvalue())
         raise
@@ -317,7 +315,7 @@ def export_run(
     config: TrainConfig,
     checkpoint_uri: str | None = None,
     *,
-    address: str | None = None,
+    connect: Connect | None = None,
     stream: Any = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
@@ -330,21 +328,20 @@ def export_run(
             raise UserError(f"export: run '{config.run.name}' has no checkpoint in {config.run.storage_path}")
         checkpoint_uri = state.checkpoint
     else:
-        import fsspec
-
         try:
-            fs, path = fsspec.core.url_to_fs(checkpoint_uri, **config.run.storage_options)
+            fs, path = filesystem(checkpoint_uri, config.run.storage_options)
             complete = fs.exists(f"{path.rstrip('/')}/{TRAINER_STATE}")
         except (OSError, ValueError) as exc:
             raise UserError(f"--checkpoint {checkpoint_uri}: cannot read ({message_line(exc)})") from None
         if not complete:
             raise UserError(f"--checkpoint {checkpoint_uri}: not a training checkpoint (no {TRAINER_STATE})")
-    connect(address)
+    (connect or (lambda: require_ray("export")))()
     import ray
 
     started = time.perf_counter()
     task = ray.remote(num_cpus=1)(_export_task)
-    info = ray.get(task.remote(checkpoint_uri, config.export_uri(), dict(config.run.storage_options)))
+    storage = SealedOptions.seal(config.run.storage_options)
+    info = ray.get(task.remote(checkpoint_uri, config.export_uri(), storage))
     if not quiet:
         probe = info.get("probe_max_abs_diff")
         check = f", exported model vs engine on the probe: max |diff| {probe:.2e}" if probe is not None else ""

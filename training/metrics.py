@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from lavie.core.storage import filesystem, is_local, join, local_path
+
 LOGS_DIR = "logs"
 
 
@@ -106,10 +108,10 @@ class MetricsWriter:
     def __init__(self, run_uri: str, storage_options: Mapping[str, Any] | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.remote = "://" in run_uri and not run_uri.startswith("file://")
-        self.target = f"{run_uri.rstrip('/')}/{LOGS_DIR}"
+        self.remote = not is_local(run_uri)
+        self.target = join(run_uri, LOGS_DIR)
         self.storage_options = dict(storage_options or {})
-        self.folder = Path(tempfile.mkdtemp(prefix="lavie-logs-")) if self.remote else Path(self.target.removeprefix("file://"))
+        self.folder = Path(tempfile.mkdtemp(prefix="lavie-logs-")) if self.remote else Path(local_path(self.target))
         self.folder.mkdir(parents=True, exist_ok=True)
         self.tensorboard = SummaryWriter(str(self.folder / "tensorboard"))
         self.jsonl = self.folder / f"metrics-{time.time_ns()}.jsonl"
@@ -125,9 +127,7 @@ class MetricsWriter:
     def sync(self) -> None:
         self.tensorboard.flush()
         if self.remote:
-            import fsspec
-
-            fs, path = fsspec.core.url_to_fs(self.target, **self.storage_options)
+            fs, path = filesystem(self.target, self.storage_options)
             fs.put(str(self.folder).rstrip("/") + "/", path, recursive=True)
 
     def close(self) -> None:
@@ -139,9 +139,7 @@ class MetricsWriter:
 
 def read_metrics(run_uri: str, storage_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Every metrics line written for a run, in the order written (restarts included)."""
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(f"{run_uri.rstrip('/')}/{LOGS_DIR}", **dict(storage_options or {}))
+    fs, path = filesystem(join(run_uri, LOGS_DIR), storage_options)
     rows: list[dict[str, Any]] = []
     for file in sorted(fs.glob(f"{path}/metrics-*.jsonl")):
         with fs.open(file, "r") as f:

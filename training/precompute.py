@@ -14,13 +14,15 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from curation.errors import UserError
-from training.config import TrainConfig
+from lavie.core.errors import UserError, require_ray
+from training.config import TrainConfig, seal, unseal
+from training.specs import spec_class
 
 COUNTS = ("encoded", "stored", "too_short", "undecodable")
 
@@ -36,17 +38,18 @@ class PrecomputeResult:
 class LatentEncoder:
     """Ray Data actor: row groups in, items encoded into the store, counts out."""
 
-    def __init__(self, config: dict[str, Any], manifests: dict[str, Any]) -> None:
+    def __init__(self, sealed: dict[str, Any]) -> None:
         import torch
         from diffusers import AutoencoderKL
 
+        from training.data import validate_sources
         from training.data.decode import ClipSpec
 
-        self.config = TrainConfig.model_validate(config)
-        self.manifests = manifests
+        self.config = unseal(sealed)
+        self.manifests = validate_sources(self.config.data)
         on_gpu = self.config.scaling.use_gpu and torch.cuda.is_available()
         self.device = torch.device("cuda" if on_gpu else "cpu")
-        # The trainer's rule for its frozen models (training/loop.py), so stored moments match.
+        # The trainer's rule for its frozen models (training.trainer), so stored moments match.
         self.dtype = torch.bfloat16 if self.config.deepspeed.bf16 and on_gpu else torch.float32
         self.vae = AutoencoderKL.from_pretrained(f"{self.config.model.pretrained}/vae", torch_dtype=self.dtype)
         self.vae.to(self.device).eval().requires_grad_(False)
@@ -114,12 +117,12 @@ def _output_keys() -> list[str]:
 
 
 def precompute_latents(
-    config: TrainConfig, *, address: str | None = None, quiet: bool = False, stream: Any = None
+    config: TrainConfig, *, connect: Callable[[], None] | None = None, quiet: bool = False, stream: Any = None
 ) -> PrecomputeResult:
     """Check the inputs (one-line :class:`UserError`), then encode every clip window and image of
-    the config's sources into ``loader.latent_cache``."""
+    the config's sources into ``loader.latent_cache``. ``connect`` joins the cluster once the
+    checks pass; without it, Ray must already be connected."""
     from training.data import validate_sources
-    from training.engine import inspect_model
 
     stream = stream or sys.stdout
     if config.loader.latent_cache is None:
@@ -130,19 +133,16 @@ def precompute_latents(
             "no finite set of windows to precompute"
         )
     manifests = validate_sources(config.data)
-    inspect_model(config)
+    spec_class(config.model.kind)(config).check()
     used = {s.name for s in config.data.video_sources}
     if config.data.images_per_sample:
         used |= {s.name for s in config.data.image_sources}
     manifests = {name: manifest for name, manifest in manifests.items() if name in used}
     store = config.latent_store()
 
+    (connect or (lambda: require_ray("--precompute-latents")))()
     import ray
 
-    from ray_jobs.cluster import connect, quiet_ray_data
-
-    connect(address)
-    quiet_ray_data()
     tasks = [
         {"source": name, "group": group} for name, manifest in manifests.items() for group in range(len(manifest.group_rows))
     ]
@@ -150,7 +150,7 @@ def precompute_latents(
     gpus = 1 if config.scaling.use_gpu else 0
     encoded = ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
         LatentEncoder,
-        fn_constructor_kwargs={"config": config.model_dump(mode="json"), "manifests": manifests},
+        fn_constructor_kwargs={"sealed": seal(config)},
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=config.scaling.num_workers),
         num_gpus=gpus,

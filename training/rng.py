@@ -1,9 +1,12 @@
-"""Randomness keyed by what it is for: (seed, stream, step, rank, micro-step).
+"""Randomness keyed by what it is for: every random choice is drawn from a generator keyed by
+(seed, purpose, position...), never by advancing one shared generator.
 
-Every random draw of a training step (caption dropout, VAE posterior sample, noise, timesteps)
-comes from a generator seeded by its position, so a run resumed at step ``s`` (after a stop or a
-worker failure) draws exactly what the uninterrupted run drew at step ``s``; no generator state
-needs checkpointing. Same scheme as :mod:`training.data.rng`.
+Every draw of a training step (caption dropout, VAE posterior sample, noise, timesteps) comes from
+a generator keyed by (seed, stream, step, rank, micro-step), and every choice of the data stream
+(shard order, curriculum, replacement rows) by (seed, purpose, rank, sample index, ...). Each draw
+is then a pure function of its position: a run resumed at step ``s`` (after a stop or a worker
+failure), or a DataLoader worker that skips other workers' samples, draws exactly what the
+uninterrupted single process drew. No generator state needs checkpointing.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-# Streams: one per purpose, so that adding a draw to one never shifts another.
+# Streams of the training step: one per purpose, so that adding a draw to one never shifts another.
 CAPTION_DROPOUT = 11
 VAE_SAMPLE = 12
 NOISE = 13
@@ -34,4 +37,5 @@ def keyed_generator(seed: int, *key: int, device: torch.device | str = "cpu") ->
 
 
 def keyed_numpy(seed: int, *key: int) -> np.random.Generator:
+    """A numpy generator determined by ``seed`` and the non-negative integers in ``key``."""
     return np.random.default_rng(np.random.SeedSequence([seed, *key]))

@@ -17,7 +17,7 @@ from cascade.models.lora import (
     save_spatial_lora,
     spatial_lora_config,
 )
-from cascade.models.unet_3d import UNet3DConditionModel, UNet3DConditionOutput
+from cascade.models.unet_3d import BaseUNet3DModel, UNet3DModelOutput
 from cascade.models.vsr import VSRUNet3DModel
 
 __all__ = [
@@ -28,8 +28,8 @@ __all__ = [
     "InterpolationUNet3DModel",
     "LoadingInfo",
     "LongVideoUNet3DModel",
-    "UNet3DConditionModel",
-    "UNet3DConditionOutput",
+    "BaseUNet3DModel",
+    "UNet3DModelOutput",
     "VSRUNet3DModel",
     "add_spatial_lora",
     "build_first_frame_condition",

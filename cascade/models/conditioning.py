@@ -7,12 +7,12 @@ from typing import TypeVar
 import torch
 
 from cascade.errors import ModelConfigError
-from cascade.models.unet_3d import UNet3DConditionModel
+from cascade.models.unet_3d import BaseUNet3DModel
 
 Conditioned = TypeVar("Conditioned", bound="LatentConditionedUNet3DModel")
 
 
-class LatentConditionedUNet3DModel(UNet3DConditionModel):
+class LatentConditionedUNet3DModel(BaseUNet3DModel):
     """The base architecture with ``out_channels`` extra input channels for conditioning latents.
 
     The conditioning latents arrive as ``added_cond`` (same shape as ``sample``) and are
@@ -23,7 +23,7 @@ class LatentConditionedUNet3DModel(UNet3DConditionModel):
         return self.config.out_channels
 
     @classmethod
-    def from_base(cls: type[Conditioned], base: UNet3DConditionModel) -> Conditioned:
+    def from_base(cls: type[Conditioned], base: BaseUNet3DModel) -> Conditioned:
         """Initialise from a base model: same weights, conditioning input channels set to zero.
 
         With zero conditioning weights the new model computes exactly what the base model does,

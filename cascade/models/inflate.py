@@ -6,7 +6,7 @@ Sources:
   or a pipeline folder holding one under ``unet/``;
 * a single-file LDM / Stable Diffusion checkpoint (``.safetensors``, ``.ckpt``...), converted with
   diffusers' own single-file helpers;
-* a folder written by ``UNet3DConditionModel.save_pretrained`` (config + safetensors).
+* a folder written by ``BaseUNet3DModel.save_pretrained`` (config + safetensors).
 
 Every failure is a :class:`~cascade.errors.ModelLoadError` with a one-line message naming the path,
 key or shapes at fault.
@@ -14,12 +14,11 @@ key or shapes at fault.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from diffusers.loaders.single_file_utils import (
@@ -30,15 +29,15 @@ from diffusers.loaders.single_file_utils import (
 from diffusers.models.model_loading_utils import load_state_dict
 
 from cascade.errors import ModelConfigError, ModelLoadError
+from cascade.models import registry
 from cascade.models.blocks import is_temporal_key
 from cascade.models.configs import SD1_UNET_CONFIG
-
-if TYPE_CHECKING:
-    from cascade.models.unet_3d import UNet3DConditionModel
+from lavie.core.config import read_mapping
+from lavie.core.errors import UserError, message_line
 
 logger = logging.getLogger(__name__)
 
-Model = TypeVar("Model", bound="UNet3DConditionModel")
+Model = TypeVar("Model", bound=torch.nn.Module)
 
 UNET_2D_CLASS = "UNet2DConditionModel"
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
@@ -100,16 +99,14 @@ def _read_config(folder: Path, expected_class: str) -> dict[str, Any]:
     if not config_file.is_file():
         raise ModelLoadError(f"{folder}: no config.json, so not a diffusers UNet folder")
     try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelLoadError(f"{config_file}: not valid JSON ({err})") from err
-    if not isinstance(config, dict):
-        raise ModelLoadError(f"{config_file}: expected a JSON object, got {type(config).__name__}")
-    class_name = config.get("_class_name", UNET_2D_CLASS)
+        config = read_mapping(config_file)
+    except UserError as err:
+        raise ModelLoadError(str(err)) from None
+    class_name = registry.canonical_name(config.get("_class_name", UNET_2D_CLASS))
     if class_name != expected_class:
         if class_name == UNET_2D_CLASS:
             hint = "; inflate it with from_pretrained_2d"
-        elif _is_3d_class(class_name):
+        elif registry.model_class(class_name) is not None:
             hint = f"; load it with {class_name}.from_pretrained"
         else:
             hint = ""
@@ -118,13 +115,6 @@ def _read_config(folder: Path, expected_class: str) -> dict[str, Any]:
     if missing:
         raise ModelLoadError(f"{config_file}: not a UNet config, lacks {', '.join(missing)}")
     return config
-
-
-def _is_3d_class(name: str) -> bool:
-    from cascade import models  # deferred: cascade.models imports this module
-
-    candidate = getattr(models, name, None)
-    return isinstance(candidate, type) and issubclass(candidate, models.UNet3DConditionModel)
 
 
 def _resolve_config(config: str | Path | Mapping[str, Any] | None, checkpoint: Path) -> dict[str, Any]:
@@ -160,8 +150,7 @@ def _load_file(path: Path, loader: Callable[[Path], dict[str, torch.Tensor]]) ->
     try:
         return loader(path)
     except Exception as err:  # corrupt or foreign files raise anything from OSError to pickle errors
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelLoadError(f"{path}: cannot read weights ({reason})") from err
+        raise ModelLoadError(f"{path}: cannot read weights ({message_line(err)})") from err
 
 
 # ---------------------------------------------------------------------------- model
@@ -171,8 +160,7 @@ def _build(cls: type[Model], config: Mapping[str, Any], source: Path) -> Model:
     except ModelConfigError as err:
         raise ModelLoadError(f"{source}: {err}") from err
     except (ValueError, TypeError) as err:
-        reason = str(err).strip().splitlines()[0]
-        raise ModelLoadError(f"{source}: invalid UNet config ({reason})") from err
+        raise ModelLoadError(f"{source}: invalid UNet config ({message_line(err)})") from err
 
 
 def _load_state(

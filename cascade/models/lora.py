@@ -17,7 +17,7 @@ from torch import nn
 
 from cascade.errors import ModelLoadError
 from cascade.models.blocks import is_temporal_key
-from cascade.models.unet_3d import UNet3DConditionModel
+from cascade.models.unet_3d import BaseUNet3DModel
 
 #: peft ``target_modules`` regex (full match on module names) of the spatial attention projections.
 SPATIAL_LORA_TARGETS = r".*\.attn[12]\.(to_q|to_k|to_v|to_out\.0)"
@@ -31,7 +31,7 @@ def spatial_lora_config(rank: int = 4, alpha: float | None = None) -> LoraConfig
 
 
 def add_spatial_lora(
-    model: UNet3DConditionModel, rank: int = 4, alpha: float | None = None, adapter_name: str = "default"
+    model: BaseUNet3DModel, rank: int = 4, alpha: float | None = None, adapter_name: str = "default"
 ) -> None:
     """Add a fresh adapter (no effect yet: its up-projection starts at zero) and freeze every other
     parameter, so that only the adapter trains."""
@@ -44,13 +44,13 @@ def lora_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
     return (param for name, param in model.named_parameters() if ".lora_" in name)
 
 
-def save_spatial_lora(model: UNet3DConditionModel, directory: str | Path, adapter_name: str = "default") -> Path:
+def save_spatial_lora(model: BaseUNet3DModel, directory: str | Path, adapter_name: str = "default") -> Path:
     """Write one adapter (weights + its LoRA config as metadata) to ``directory``; returns the file."""
     model.save_lora_adapter(directory, adapter_name=adapter_name, weight_name=LORA_WEIGHT_NAME)
     return Path(directory) / LORA_WEIGHT_NAME
 
 
-def load_spatial_lora(model: UNet3DConditionModel, path: str | Path, adapter_name: str = "default") -> None:
+def load_spatial_lora(model: BaseUNet3DModel, path: str | Path, adapter_name: str = "default") -> None:
     """Load an adapter written by :func:`save_spatial_lora` (a folder or the file itself)."""
     path = Path(path)
     weights = path / LORA_WEIGHT_NAME if path.is_dir() else path

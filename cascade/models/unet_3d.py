@@ -21,7 +21,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from cascade.errors import InputShapeError, ModelConfigError
-from cascade.models import inflate
+from cascade.models import inflate, registry
 from cascade.models.attention import TemporalAttention
 from cascade.models.blocks import (
     FRAME_LAYOUT_KWARG,
@@ -51,7 +51,7 @@ _REQUIRED_DEFAULTS = {
 
 
 @dataclass
-class UNet3DConditionOutput(BaseOutput):
+class UNet3DModelOutput(BaseOutput):
     """``sample``: the model output, ``(B, out_channels, F, H, W)``."""
 
     sample: torch.Tensor
@@ -68,8 +68,11 @@ def _check_supported(config: Any) -> None:
             raise ModelConfigError(f"config option {option}={config[option]!r} is not supported (need {default!r})")
 
 
-class UNet3DConditionModel(UNet2DConditionModel):
-    """Pseudo-3D Stable Diffusion UNet; built from a diffusers ``UNet2DConditionModel`` config.
+@registry.register
+class BaseUNet3DModel(UNet2DConditionModel):
+    """The cascade's base (text-to-video) model: the Stable Diffusion UNet made pseudo-3D, built
+    from a diffusers ``UNet2DConditionModel`` config. (Named apart from diffusers'
+    ``UNet3DConditionModel``, a different architecture; folders saved under that old name load.)
 
     Every transformer block gains temporal self-attention with RoPE over the frame index, placed
     after cross-attention and before the feed-forward, its output projection zero-initialised:
@@ -81,6 +84,10 @@ class UNet3DConditionModel(UNet2DConditionModel):
         "SpatioTemporalTransformerBlock", "ResnetBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"
     ]  # fmt: skip
     _repeated_blocks: ClassVar[list[str]] = ["SpatioTemporalTransformerBlock"]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        registry.register(cls)  # every variant loads by the name its folders record
 
     @functools.wraps(UNet2DConditionModel.__init__)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -116,7 +123,7 @@ class UNet3DConditionModel(UNet2DConditionModel):
         torch_dtype: torch.dtype | None = None,
         strict: bool = True,
         output_loading_info: bool = False,
-    ) -> UNet3DConditionModel | tuple[UNet3DConditionModel, inflate.LoadingInfo]:
+    ) -> BaseUNet3DModel | tuple[BaseUNet3DModel, inflate.LoadingInfo]:
         """Inflate a 2D UNet: a diffusers UNet folder (or a pipeline folder with ``unet/``), or a
         single-file LDM checkpoint (``.safetensors``/``.ckpt``; ``config`` defaults to SD 1.x's).
 
@@ -133,7 +140,7 @@ class UNet3DConditionModel(UNet2DConditionModel):
         *,
         torch_dtype: torch.dtype | None = None,
         output_loading_info: bool = False,
-    ) -> UNet3DConditionModel | tuple[UNet3DConditionModel, inflate.LoadingInfo]:
+    ) -> BaseUNet3DModel | tuple[BaseUNet3DModel, inflate.LoadingInfo]:
         """Load a folder written by :meth:`save_pretrained` (``config.json`` + safetensors), strictly."""
         model, info = inflate.load_3d(cls, path)
         return _loaded(model, info, torch_dtype, output_loading_info)
@@ -170,7 +177,7 @@ class UNet3DConditionModel(UNet2DConditionModel):
         return_dict: bool = True,
         *,
         class_labels: torch.Tensor | None = None,
-    ) -> UNet3DConditionOutput | tuple[torch.Tensor]:
+    ) -> UNet3DModelOutput | tuple[torch.Tensor]:
         """Denoise a ``(B, C, F, H, W)`` sample whose last ``num_image_frames`` frames are images.
 
         Args:
@@ -223,7 +230,7 @@ class UNet3DConditionModel(UNet2DConditionModel):
         if self.conv_norm_out is not None:
             hidden = self.conv_act(self.conv_norm_out(hidden))
         out = batch_to_frames(self.conv_out(hidden), num_frames)
-        return UNet3DConditionOutput(sample=out) if return_dict else (out,)
+        return UNet3DModelOutput(sample=out) if return_dict else (out,)
 
     def _with_condition(self, sample: torch.Tensor, added_cond: torch.Tensor | None) -> torch.Tensor:
         if sample.ndim != 5:
@@ -293,8 +300,8 @@ class UNet3DConditionModel(UNet2DConditionModel):
 
 
 def _loaded(
-    model: UNet3DConditionModel, info: inflate.LoadingInfo, torch_dtype: torch.dtype | None, with_info: bool
-) -> UNet3DConditionModel | tuple[UNet3DConditionModel, inflate.LoadingInfo]:
+    model: BaseUNet3DModel, info: inflate.LoadingInfo, torch_dtype: torch.dtype | None, with_info: bool
+) -> BaseUNet3DModel | tuple[BaseUNet3DModel, inflate.LoadingInfo]:
     model = model.to(torch_dtype) if torch_dtype is not None else model
     return (model, info) if with_info else model
 

@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from torch import nn
 
 from cascade.errors import ModelConfigError
-from cascade.models.unet_3d import UNet3DConditionModel
+from cascade.models.unet_3d import BaseUNet3DModel
 
 #: Channels of the low-resolution RGB conditioning video.
 LOW_RES_CHANNELS = 3
 
 
-class VSRUNet3DModel(UNet3DConditionModel):
+class VSRUNet3DModel(BaseUNet3DModel):
     """x4 upscaler UNet + temporal attention in each transformer block and a temporal 3D conv stack
     after each resnet, all zero-initialised; only those are trained (spatial layers stay fixed)."""
 

@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from curation.errors import UserError, first_line
 from curation.stats.accumulate import ClipStats
 from curation.stats.bins import ALL_BINS
 from curation.stats.funnel import REJECT_COLUMNS_USED, RejectCounts, funnel_figures
-from curation.stats.manifest import Manifest
+from curation.stats.inputs import LabelledManifest
+from lavie.core.errors import UserError, first_line
 
 STATS_VERSION = 1
 BATCH_SIZE = 64 * 1024
@@ -45,9 +45,10 @@ def scan(dataset: ds.FileSystemDataset, columns: list[str]) -> Iterator[pa.Recor
             raise UserError(f"{path}: cannot be read as Parquet ({first_line(exc)})") from None
 
 
-def dataset_stats(manifest: Manifest) -> dict:
+def dataset_stats(labelled: LabelledManifest) -> dict:
+    manifest = labelled.manifest
     clip_stats = ClipStats(manifest.columns)
-    for batch in scan(manifest.clips, clip_stats.projection()):
+    for batch in scan(manifest.table, clip_stats.projection()):
         clip_stats.add_batch(batch)
     rejects = None
     if manifest.rejects is not None:
@@ -61,16 +62,16 @@ def dataset_stats(manifest: Manifest) -> dict:
         figures["aesthetic_score"]["why"] = f"run.json: {scoring['skipped_reason']}"
     funnel = funnel_figures(manifest.run, rejects, clip_stats.clips)
     return {
-        "label": manifest.label,
+        "label": labelled.label,
         "uri": manifest.uri,
-        "kind": manifest.kind,
+        "kind": manifest.layout,
         "finished": manifest.finished,
         **figures,
         "funnel": funnel,
     }
 
 
-def build_stats(manifests: list[Manifest]) -> dict:
+def build_stats(manifests: list[LabelledManifest]) -> dict:
     """The whole stats.json document: bin definitions, then one entry per dataset in input order."""
     return {
         "stats_version": STATS_VERSION,

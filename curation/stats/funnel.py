@@ -2,7 +2,8 @@
 
 Drops are counted from ``rejects/`` (a row with a null ``clip_id`` is a whole input that was
 dropped, any other row one clip); the totals they are taken from (inputs, clips detected) come from
-``run.json``'s ``counts``. Where the two disagree with each other or with ``clips/`` the report says
+``run.json``'s ``counts``. The stages, their order and their titles are the declared curation steps
+(:mod:`curation.steps`): those the run lists in ``run.json``'s ``steps``, else all of them. Where the two disagree with each other or with ``clips/`` the report says
 so in ``warnings`` rather than hiding it.
 """
 
@@ -13,11 +14,7 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.schema import STAGES
-
-# An input becomes clips at scene detection: the stages up to it drop inputs, the later ones clips.
-INPUT_STAGES = STAGES[: STAGES.index("scene_detect") + 1]
-CLIP_STAGES = STAGES[len(INPUT_STAGES) :]
+from curation.steps import INPUT_STAGE, INPUT_STAGES, STAGES, TITLES
 
 REJECT_COLUMNS_USED = ("stage", "reason", "clip_id")
 
@@ -42,10 +39,10 @@ class RejectCounts:
     def merge(self, other: RejectCounts) -> None:
         self.counts.update(other.counts)
 
-    def by_stage(self) -> list[dict]:
-        """One entry per stage in pipeline order (every known stage, then any unknown ones)."""
+    def by_stage(self, stages: tuple[str, ...] = STAGES) -> list[dict]:
+        """One entry per stage in pipeline order (``stages``, then any others found in the rows)."""
         seen = {stage for stage, _, _ in self.counts}
-        stages = list(STAGES) + sorted(seen - set(STAGES))
+        stages = list(stages) + sorted(seen - set(stages))
         rows = []
         for stage in stages:
             reasons: Counter[str] = Counter()
@@ -59,8 +56,20 @@ class RejectCounts:
                 else:
                     clips += n
             ordered = dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
-            rows.append({"stage": stage, "inputs_dropped": inputs, "clips_dropped": clips, "reasons": ordered})
+            rows.append({
+                "stage": stage, "title": TITLES.get(stage, stage), "inputs_dropped": inputs, "clips_dropped": clips,
+                "reasons": ordered,
+            })  # fmt: skip
         return rows
+
+
+def run_stages(run: dict | None) -> tuple[str, ...]:
+    """The stages of the run that wrote the manifest: the steps its run.json lists, else every
+    declared one (a run.json of another version or tool)."""
+    steps = run.get("steps") if isinstance(run, dict) else None
+    if isinstance(steps, list) and all(isinstance(step, str) for step in steps):
+        return (INPUT_STAGE, *steps)
+    return STAGES
 
 
 def funnel_figures(run: dict | None, rejects: RejectCounts | None, clips_kept: int) -> dict:
@@ -69,7 +78,7 @@ def funnel_figures(run: dict | None, rejects: RejectCounts | None, clips_kept: i
         return {"available": False, "note": "not available", "why": "no run.json and no rejects/"}
     counts = run.get("counts") if run is not None else None
     counts = counts if isinstance(counts, dict) else None
-    stages = rejects.by_stage() if rejects is not None else None
+    stages = rejects.by_stage(run_stages(run)) if rejects is not None else None
     warnings: list[str] = []
 
     clips_detected = None
@@ -81,10 +90,12 @@ def funnel_figures(run: dict | None, rejects: RejectCounts | None, clips_kept: i
     inputs_remaining = clips_remaining = None
     if stages is not None:
         dropped = {s["stage"]: s for s in stages}
+        input_stages = [s["stage"] for s in stages if s["stage"] in INPUT_STAGES]
+        clip_stages = [s["stage"] for s in stages if s["stage"] not in INPUT_STAGES]
         if counts is not None and isinstance(counts.get("inputs"), int):
-            inputs_remaining = _remaining("inputs", counts["inputs"], INPUT_STAGES, dropped, "inputs_dropped")
+            inputs_remaining = _remaining("all inputs", counts["inputs"], input_stages, dropped, "inputs_dropped")
         if clips_detected is not None:
-            clips_remaining = _remaining("detected", clips_detected, CLIP_STAGES, dropped, "clips_dropped")
+            clips_remaining = _remaining("all clips", clips_detected, clip_stages, dropped, "clips_dropped")
         if counts is not None:
             warnings += _disagreements(counts, stages, clips_kept)
     if clips_remaining is not None and clips_remaining[-1]["count"] != clips_kept:
@@ -100,14 +111,15 @@ def funnel_figures(run: dict | None, rejects: RejectCounts | None, clips_kept: i
     }
 
 
-def _remaining(first: str, start: int, stages: tuple[str, ...], dropped: dict, key: str) -> list[dict]:
-    """What is left after each stage, as a count and as a percentage of ``start``."""
+def _remaining(first: str, start: int, stages: list[str], dropped: dict, key: str) -> list[dict]:
+    """What is left after each stage (labelled by the step's title), as a count and as a
+    percentage of ``start``."""
     counts = [start]
     for stage in stages:
         counts.append(counts[-1] - dropped[stage][key])
     return [
         {"step": step, "count": n, "percent": round(100 * n / start, 2) if start else 0.0}
-        for step, n in zip((first, *stages), counts)
+        for step, n in zip((first, *(dropped[stage]["title"] for stage in stages)), counts)
     ]
 
 

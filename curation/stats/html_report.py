@@ -185,7 +185,7 @@ def _funnel_section(datasets: list[dict]) -> str:
         else:
             rows = [
                 [
-                    escape(s["stage"]),
+                    f'{escape(s.get("title", s["stage"]))} <code class="muted">{escape(s["stage"])}</code>',
                     f"{s['inputs_dropped']:,}",
                     f"{s['clips_dropped']:,}",
                     "; ".join(f"{escape(reason)}: {n:,}" for reason, n in s["reasons"].items()) or "—",

@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from cascade.errors import InputShapeError
-from cascade.models import UNet3DConditionModel
+from cascade.models import BaseUNet3DModel
 
 TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def base(sd_folder) -> UNet3DConditionModel:
-    return UNet3DConditionModel.from_pretrained_2d(sd_folder).eval()
+def base(sd_folder) -> BaseUNet3DModel:
+    return BaseUNet3DModel.from_pretrained_2d(sd_folder).eval()
 
 
 @pytest.mark.parametrize("per_frame_context", [False, True])
@@ -45,9 +45,9 @@ def test_temporal_attention_output_projection_starts_at_zero(base):
 
 
 @pytest.fixture
-def trained(sd_folder, randomize_temporal) -> UNet3DConditionModel:
+def trained(sd_folder, randomize_temporal) -> BaseUNet3DModel:
     """A base model whose temporal layers are no longer at their zero start."""
-    model = UNet3DConditionModel.from_pretrained_2d(sd_folder).eval()
+    model = BaseUNet3DModel.from_pretrained_2d(sd_folder).eval()
     randomize_temporal(model)
     return model
 
@@ -146,7 +146,7 @@ def test_compiles_without_graph_breaks(trained, make_inputs):
 def test_save_pretrained_round_trip(trained, make_inputs, tmp_path):
     trained.save_pretrained(tmp_path / "model")
     assert (tmp_path / "model" / "diffusion_pytorch_model.safetensors").is_file()
-    loaded, info = UNet3DConditionModel.from_pretrained(tmp_path / "model", output_loading_info=True)
+    loaded, info = BaseUNet3DModel.from_pretrained(tmp_path / "model", output_loading_info=True)
     assert info.missing_keys == [] and info.unexpected_keys == []
     sample, timestep, context = make_inputs()
     with torch.no_grad():

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from cascade.errors import ModelLoadError
-from cascade.models import UNet3DConditionModel
+from cascade.models import BaseUNet3DModel
 from cascade.models.blocks import is_temporal_key
 
 _RESNET_TO_LDM = {
@@ -77,7 +77,7 @@ def _outputs(model: torch.nn.Module, make_inputs) -> torch.Tensor:
 
 
 def test_loading_info_lists_only_temporal_keys_as_missing(sd_folder, sd_2d):
-    model, info = UNet3DConditionModel.from_pretrained_2d(sd_folder, output_loading_info=True)
+    model, info = BaseUNet3DModel.from_pretrained_2d(sd_folder, output_loading_info=True)
     assert info.unexpected_keys == []
     assert info.missing_keys and all(is_temporal_key(key) for key in info.missing_keys)
     assert set(model.state_dict()) - set(info.missing_keys) == set(sd_2d.state_dict())
@@ -85,8 +85,8 @@ def test_loading_info_lists_only_temporal_keys_as_missing(sd_folder, sd_2d):
 
 def test_pipeline_folder_with_unet_subfolder(sd_folder, make_inputs):
     # sd_folder is <pipeline>/unet: the pipeline root works too.
-    from_root = UNet3DConditionModel.from_pretrained_2d(sd_folder.parent)
-    from_unet = UNet3DConditionModel.from_pretrained_2d(sd_folder)
+    from_root = BaseUNet3DModel.from_pretrained_2d(sd_folder.parent)
+    from_unet = BaseUNet3DModel.from_pretrained_2d(sd_folder)
     torch.testing.assert_close(_outputs(from_root, make_inputs), _outputs(from_unet, make_inputs), atol=0, rtol=0)
 
 
@@ -95,8 +95,8 @@ def test_bin_weights_load_like_safetensors(sd_folder, sd_2d, tmp_path, make_inpu
     sd_2d.save_pretrained(folder, safe_serialization=False)
     assert (folder / "diffusion_pytorch_model.bin").is_file()
     torch.testing.assert_close(
-        _outputs(UNet3DConditionModel.from_pretrained_2d(folder), make_inputs),
-        _outputs(UNet3DConditionModel.from_pretrained_2d(sd_folder), make_inputs),
+        _outputs(BaseUNet3DModel.from_pretrained_2d(folder), make_inputs),
+        _outputs(BaseUNet3DModel.from_pretrained_2d(sd_folder), make_inputs),
         atol=0,
         rtol=0,
     )
@@ -108,8 +108,8 @@ def test_single_file_checkpoint_loads_like_the_folder(sd_folder, sd_2d, tmp_path
     state["cond_stage_model.transformer.dummy"] = torch.zeros(1)  # other components are ignored
     save_file({k: v.contiguous() for k, v in state.items()}, checkpoint)
     config = json.loads((sd_folder / "config.json").read_text())
-    from_file = UNet3DConditionModel.from_pretrained_2d(checkpoint, config=config)
-    from_folder = UNet3DConditionModel.from_pretrained_2d(sd_folder)
+    from_file = BaseUNet3DModel.from_pretrained_2d(checkpoint, config=config)
+    from_folder = BaseUNet3DModel.from_pretrained_2d(sd_folder)
     for key, value in from_folder.state_dict().items():
         if not is_temporal_key(key):
             assert torch.equal(from_file.state_dict()[key], value), key
@@ -117,7 +117,7 @@ def test_single_file_checkpoint_loads_like_the_folder(sd_folder, sd_2d, tmp_path
     ckpt = tmp_path / "sd-tiny.ckpt"
     torch.save({"state_dict": state}, ckpt)
     torch.testing.assert_close(
-        _outputs(UNet3DConditionModel.from_pretrained_2d(ckpt, config=sd_folder), make_inputs),
+        _outputs(BaseUNet3DModel.from_pretrained_2d(ckpt, config=sd_folder), make_inputs),
         _outputs(from_folder, make_inputs),
         atol=0,
         rtol=0,
@@ -134,7 +134,7 @@ def test_single_file_with_wrong_shapes_names_key_and_shapes(sd_2d, tmp_path):
         match=r"sd-tiny.safetensors: conv_in.weight has shape \(16, 4, 3, 3\) "
         r"in the checkpoint but \(8, 4, 3, 3\) in the model \(and \d+ more mismatched keys\)$",
     ):
-        UNet3DConditionModel.from_pretrained_2d(checkpoint, config=other)
+        BaseUNet3DModel.from_pretrained_2d(checkpoint, config=other)
 
 
 def test_folder_with_wrong_shapes_names_key_and_shapes(sd_2d, tmp_path):
@@ -145,7 +145,7 @@ def test_folder_with_wrong_shapes_names_key_and_shapes(sd_2d, tmp_path):
     save_file(state, folder / "diffusion_pytorch_model.safetensors")
     message = r"conv_out.bias has shape \(5,\) in the checkpoint but \(4,\) in the model$"
     with pytest.raises(ModelLoadError, match=message):
-        UNet3DConditionModel.from_pretrained_2d(folder)
+        BaseUNet3DModel.from_pretrained_2d(folder)
 
 
 def test_unexpected_and_missing_keys_are_named(sd_2d, tmp_path, caplog):
@@ -156,8 +156,8 @@ def test_unexpected_and_missing_keys_are_named(sd_2d, tmp_path, caplog):
     state["extra.weight"] = torch.zeros(1)
     save_file(state, folder / "diffusion_pytorch_model.safetensors")
     with pytest.raises(ModelLoadError, match=r"missing keys conv_out.bias; unexpected keys extra.weight$"):
-        UNet3DConditionModel.from_pretrained_2d(folder)
-    _, info = UNet3DConditionModel.from_pretrained_2d(folder, strict=False, output_loading_info=True)
+        BaseUNet3DModel.from_pretrained_2d(folder)
+    _, info = BaseUNet3DModel.from_pretrained_2d(folder, strict=False, output_loading_info=True)
     assert "conv_out.bias" in info.missing_keys and info.unexpected_keys == ["extra.weight"]
 
 
@@ -178,7 +178,7 @@ def _vae_folder(tmp_path: Path) -> Path:
 )
 def test_not_a_unet_gives_one_line_error(tmp_path, make, match):
     with pytest.raises(ModelLoadError, match=match) as error:
-        UNet3DConditionModel.from_pretrained_2d(make(tmp_path))
+        BaseUNet3DModel.from_pretrained_2d(make(tmp_path))
     assert "\n" not in str(error.value)
 
 
@@ -187,30 +187,30 @@ def test_missing_weights_and_foreign_files(sd_folder, tmp_path):
     folder.mkdir()
     shutil.copy(sd_folder / "config.json", folder / "config.json")
     with pytest.raises(ModelLoadError, match=r"no diffusion_pytorch_model.safetensors or diffusion_pytorch_model.bin$"):
-        UNet3DConditionModel.from_pretrained_2d(folder)
+        BaseUNet3DModel.from_pretrained_2d(folder)
     (folder / "diffusion_pytorch_model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(ModelLoadError, match=r"diffusion_pytorch_model.safetensors: cannot read weights"):
-        UNet3DConditionModel.from_pretrained_2d(folder)
+        BaseUNet3DModel.from_pretrained_2d(folder)
     text_encoder = tmp_path / "clip.safetensors"
     save_file({"text_model.embeddings.weight": torch.zeros(2, 2)}, text_encoder)
     with pytest.raises(ModelLoadError, match=r"not a Stable Diffusion checkpoint, no 'model.diffusion_model.\*' keys$"):
-        UNet3DConditionModel.from_pretrained_2d(text_encoder)
+        BaseUNet3DModel.from_pretrained_2d(text_encoder)
 
 
 def test_2d_and_3d_folders_are_not_confused(sd_folder, tmp_path):
     with pytest.raises(
         ModelLoadError,
-        match="holds a UNet2DConditionModel config, expected UNet3DConditionModel; "
+        match="holds a UNet2DConditionModel config, expected BaseUNet3DModel; "
         "inflate it with from_pretrained_2d$",
     ):
-        UNet3DConditionModel.from_pretrained(sd_folder)
-    UNet3DConditionModel.from_pretrained_2d(sd_folder).save_pretrained(tmp_path / "3d")
+        BaseUNet3DModel.from_pretrained(sd_folder)
+    BaseUNet3DModel.from_pretrained_2d(sd_folder).save_pretrained(tmp_path / "3d")
     with pytest.raises(
         ModelLoadError,
-        match="holds a UNet3DConditionModel config, expected UNet2DConditionModel; "
-        "load it with UNet3DConditionModel.from_pretrained$",
+        match="holds a BaseUNet3DModel config, expected UNet2DConditionModel; "
+        "load it with BaseUNet3DModel.from_pretrained$",
     ):
-        UNet3DConditionModel.from_pretrained_2d(tmp_path / "3d")
+        BaseUNet3DModel.from_pretrained_2d(tmp_path / "3d")
 
 
 def test_unsupported_config_is_reported(sd_2d, tmp_path):
@@ -220,9 +220,38 @@ def test_unsupported_config_is_reported(sd_2d, tmp_path):
     config["down_block_types"] = ["SimpleCrossAttnDownBlock2D", "DownBlock2D"]
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match="down_block_types contains 'SimpleCrossAttnDownBlock2D'"):
-        UNet3DConditionModel.from_pretrained_2d(folder)
+        BaseUNet3DModel.from_pretrained_2d(folder)
 
 
 def test_torch_dtype(sd_folder):
-    model = UNet3DConditionModel.from_pretrained_2d(sd_folder, torch_dtype=torch.bfloat16)
+    model = BaseUNet3DModel.from_pretrained_2d(sd_folder, torch_dtype=torch.bfloat16)
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+
+
+def test_no_class_shares_a_name_with_a_diffusers_model():
+    import diffusers
+
+    from cascade.models import registry
+
+    assert registry.MODEL_CLASSES  # the base model and its variants register themselves
+    assert not set(registry.MODEL_CLASSES) & set(dir(diffusers))
+
+
+def test_folders_saved_under_the_old_class_name_keep_loading(sd_folder, randomize_temporal, make_inputs, tmp_path):
+    """Earlier versions wrote ``_class_name: UNet3DConditionModel`` (diffusers' name for another
+    architecture) into every export; users have such folders."""
+    model = BaseUNet3DModel.from_pretrained_2d(sd_folder).eval()
+    randomize_temporal(model)
+    model.save_pretrained(tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    assert config["_class_name"] == "BaseUNet3DModel"
+    config["_class_name"] = "UNet3DConditionModel"
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    loaded = BaseUNet3DModel.from_pretrained(tmp_path / "old").eval()
+    sample, timestep, context = make_inputs()
+    with torch.no_grad():
+        assert torch.equal(loaded(sample, timestep, context).sample, model(sample, timestep, context).sample)
+    with pytest.raises(ModelLoadError, match="holds a BaseUNet3DModel config, expected VSRUNet3DModel"):
+        from cascade.models import VSRUNet3DModel
+
+        VSRUNet3DModel.from_pretrained(tmp_path / "old")

@@ -7,7 +7,7 @@ import torch
 
 from cascade.errors import ModelLoadError
 from cascade.models import (
-    UNet3DConditionModel,
+    BaseUNet3DModel,
     add_spatial_lora,
     load_spatial_lora,
     lora_parameters,
@@ -17,8 +17,8 @@ from cascade.models.blocks import is_temporal_key
 
 
 @pytest.fixture
-def model(sd_folder, randomize_temporal) -> UNet3DConditionModel:
-    model = UNet3DConditionModel.from_pretrained_2d(sd_folder).eval()
+def model(sd_folder, randomize_temporal) -> BaseUNet3DModel:
+    model = BaseUNet3DModel.from_pretrained_2d(sd_folder).eval()
     randomize_temporal(model)
     return model
 
@@ -61,7 +61,7 @@ def test_save_load_unload_leave_base_weights_unchanged(model, sd_folder, randomi
     saved = save_spatial_lora(model, tmp_path / "lora")
     assert saved.is_file()
 
-    other = UNet3DConditionModel.from_pretrained_2d(sd_folder).eval()
+    other = BaseUNet3DModel.from_pretrained_2d(sd_folder).eval()
     randomize_temporal(other)
     load_spatial_lora(other, tmp_path / "lora")
     torch.testing.assert_close(_outputs(other, make_inputs), adapted, atol=1e-6, rtol=0)

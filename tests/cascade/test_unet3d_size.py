@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from diffusers import UNet2DConditionModel
 
-from cascade.models import SD1_UNET_CONFIG, X4_UPSCALER_UNET_CONFIG, UNet3DConditionModel, VSRUNet3DModel
+from cascade.models import SD1_UNET_CONFIG, X4_UPSCALER_UNET_CONFIG, BaseUNet3DModel, VSRUNet3DModel
 
 
 def _count(model: torch.nn.Module) -> int:
@@ -32,7 +32,7 @@ def _build(cls: type, config: dict) -> torch.nn.Module:
 
 def test_sd1_base_is_the_2d_unet_plus_temporal_attention():
     count_2d = _count(_build(UNet2DConditionModel, SD1_UNET_CONFIG))
-    model = _build(UNet3DConditionModel, SD1_UNET_CONFIG)
+    model = _build(BaseUNet3DModel, SD1_UNET_CONFIG)
     temporal = sum(p.numel() for p in model.temporal_parameters())
     assert count_2d == 859_520_964  # the published SD 1.x UNet size
     assert temporal == _temporal_attention_count(SD1_UNET_CONFIG) == 49_599_040

@@ -9,9 +9,9 @@ import torch
 
 from cascade.errors import InputShapeError, ModelConfigError, ModelLoadError
 from cascade.models import (
+    BaseUNet3DModel,
     InterpolationUNet3DModel,
     LongVideoUNet3DModel,
-    UNet3DConditionModel,
     VSRUNet3DModel,
     build_first_frame_condition,
     build_interpolation_condition,
@@ -23,8 +23,8 @@ TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def base(sd_folder) -> UNet3DConditionModel:
-    return UNet3DConditionModel.from_pretrained_2d(sd_folder).eval()
+def base(sd_folder) -> BaseUNet3DModel:
+    return BaseUNet3DModel.from_pretrained_2d(sd_folder).eval()
 
 
 def test_interpolation_grid_maps_16_frames_onto_61():
@@ -148,10 +148,10 @@ def test_vsr_round_trips_and_is_not_loaded_as_base(vsr, tmp_path):
         assert torch.equal(loaded.state_dict()[key], value), key
     with pytest.raises(
         ModelLoadError,
-        match="holds a VSRUNet3DModel config, expected UNet3DConditionModel; "
+        match="holds a VSRUNet3DModel config, expected BaseUNet3DModel; "
         "load it with VSRUNet3DModel.from_pretrained$",
     ):
-        UNet3DConditionModel.from_pretrained(tmp_path / "vsr")
+        BaseUNet3DModel.from_pretrained(tmp_path / "vsr")
 
 
 def test_vsr_gradient_checkpointing_covers_temporal_convs(x4_folder, randomize_temporal):

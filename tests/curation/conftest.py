@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from curation.sample_videos import write_video
+from lavie.synthetic import write_scene_video
 
 
 @dataclass
@@ -38,19 +38,19 @@ def build_corpus(root: Path) -> Corpus:
     folder = root / "videos"
     corpus = Corpus(folder=folder, metadata=root / "metadata.csv")
     # 4 scenes; the 10-frame tail is a real scene that the 16-frame minimum drops.
-    write_video(folder / "city.mp4", (40, 24, 50, 10), 1280, 720, seed=1)
+    write_scene_video(folder / "city.mp4", (40, 24, 50, 10), 1280, 720, seed=1)
     corpus.clips.update({
         ("city.mp4", 0, 40): "kept", ("city.mp4", 40, 64): "kept",
         ("city.mp4", 64, 114): "kept", ("city.mp4", 114, 124): "min_frames/too_short",
     })
     # 1080p with per-scene captions: the second scene's caption is too short.
-    write_video(folder / "sub/beach.mp4", (30, 36), 1920, 1080, seed=2)
+    write_scene_video(folder / "sub/beach.mp4", (30, 36), 1920, 1080, seed=2)
     corpus.clips.update({("sub/beach.mp4", 0, 30): "kept", ("sub/beach.mp4", 30, 66): "caption/too_few_words"})
-    write_video(folder / "small.mp4", (20, 20), 640, 360, seed=3)
+    write_scene_video(folder / "small.mp4", (20, 20), 640, 360, seed=3)
     corpus.clips.update({("small.mp4", 0, 20): "resolution/too_small", ("small.mp4", 20, 40): "resolution/too_small"})
-    write_video(folder / "nocaption.mp4", (24,), 1280, 720, seed=4)
+    write_scene_video(folder / "nocaption.mp4", (24,), 1280, 720, seed=4)
     corpus.clips[("nocaption.mp4", 0, 24)] = "caption/missing_caption"
-    write_video(folder / "url.mp4", (24,), 1280, 720, seed=5)
+    write_scene_video(folder / "url.mp4", (24,), 1280, 720, seed=5)
     corpus.clips[("url.mp4", 0, 24)] = "caption/url_only_caption"
     (folder / "empty.mp4").write_bytes(b"")
     corpus.inputs["empty.mp4"] = "probe/empty_file"
@@ -58,7 +58,7 @@ def build_corpus(root: Path) -> Corpus:
     corpus.inputs["corrupt.mp4"] = "probe/unreadable"
     _write_audio_only(folder / "audio.mp4")
     corpus.inputs["audio.mp4"] = "probe/no_video_stream"
-    full = write_video(root / "tmp_full.mp4", (60, 60), 1280, 720, seed=6, faststart=True).path
+    full = write_scene_video(root / "tmp_full.mp4", (60, 60), 1280, 720, seed=6, faststart=True).path
     data = full.read_bytes()
     (folder / "truncated.mp4").write_bytes(data[: len(data) * 2 // 5])
     full.unlink()

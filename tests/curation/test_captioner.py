@@ -9,8 +9,8 @@ import torch
 
 from curation.captioning import TransformersCaptioner
 from curation.config import build_config
-from curation.errors import UserError
 from curation.pipeline import CurationRequest, run_curation
+from lavie.core.errors import UserError
 
 pytestmark = pytest.mark.slow
 
@@ -19,8 +19,14 @@ pytestmark = pytest.mark.slow
 def captioner_dir(tmp_path_factory):
     """A tiny ViT→GPT-2 captioner whose decoder is rigged to always say 'cat'."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (GPT2Config, PreTrainedTokenizerFast, ViTConfig, ViTImageProcessor,
-                              VisionEncoderDecoderConfig, VisionEncoderDecoderModel)
+    from transformers import (
+        GPT2Config,
+        PreTrainedTokenizerFast,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTImageProcessor,
+    )
 
     words = ["<pad>", "<s>", "</s>", "<unk>", "a", "cat", "dog", "on", "grass"]
     vocab = {w: i for i, w in enumerate(words)}

@@ -9,7 +9,7 @@ import pytest
 
 
 def _curate(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ray_jobs.cli", "curate", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "lavie.cli", "curate", *args], capture_output=True, text=True, timeout=120)
 
 
 def _assert_one_line_error(result: subprocess.CompletedProcess, expected: str) -> None:

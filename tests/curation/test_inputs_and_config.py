@@ -8,10 +8,10 @@ import pyarrow as pa
 import pytest
 
 from curation.config import load_config
-from curation.errors import UserError
 from curation.inputs import resolve_inputs
 from curation.metadata import match_metadata, read_metadata_table
 from curation.rows import count_words
+from lavie.core.errors import UserError
 
 
 def _touch(path, data=b"x"):

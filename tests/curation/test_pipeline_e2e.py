@@ -15,7 +15,7 @@ import pytest
 
 from curation.config import build_config
 from curation.pipeline import CurationRequest, run_curation
-from curation.schema import CLIP_SCHEMA, REJECT_SCHEMA, clip_id_for
+from lavie.core.manifest import CLIP_SCHEMA, REJECT_SCHEMA, clip_id_for
 
 pytestmark = pytest.mark.slow
 
@@ -105,7 +105,7 @@ def test_rerun_of_finished_job_does_no_work(finished_run, corpus):
 
 
 def test_resume_with_other_arguments_is_refused(finished_run, corpus):
-    from curation.errors import UserError
+    from lavie.core.errors import UserError
 
     out, _ = finished_run
     with pytest.raises(UserError, match="other inputs or config"):
@@ -123,7 +123,7 @@ def test_thresholds_are_config_values(ray_cluster, corpus, tmp_path):
 def test_driver_killed_mid_run_then_resumed_matches_uninterrupted_run(ray_cluster, finished_run, corpus, tmp_path):
     out = tmp_path / "out"
     cmd = [
-        sys.executable, "-m", "ray_jobs.cli", "curate", str(corpus.folder), str(corpus.folder / "missing.mp4"),
+        sys.executable, "-m", "lavie.cli", "curate", str(corpus.folder), str(corpus.folder / "missing.mp4"),
         "--out", str(out), "--metadata", str(corpus.metadata), "--videos-per-shard", "2",
         "--address", ray_cluster, "--quiet",
     ]

@@ -12,28 +12,10 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def s3_server():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture()
 def s3(s3_server):
-    import boto3
-    import s3fs
-
-    options = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": s3_server, "region_name": "us-east-1"}}
-    boto3.client(
-        "s3", endpoint_url=s3_server, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
-    ).create_bucket(Bucket="lavie-data")
-    fs = s3fs.S3FileSystem(**options)
-    yield fs, options
+    fs = s3_server.bucket("lavie-data")
+    yield fs, s3_server.options()
     fs.rm("lavie-data", recursive=True)
 
 
@@ -43,9 +25,9 @@ def test_curate_from_bucket_to_bucket(ray_cluster, corpus, s3, s3_server):
         fs.put(str(corpus.folder / name), f"lavie-data/raw/{name}")
     fs.put(str(corpus.metadata), "lavie-data/raw/metadata.csv")
     cmd = [
-        sys.executable, "-m", "ray_jobs.cli", "curate", "s3://lavie-data/raw/", "--out", "s3://lavie-data/curated",
+        sys.executable, "-m", "lavie.cli", "curate", "s3://lavie-data/raw/", "--out", "s3://lavie-data/curated",
         "--metadata", "s3://lavie-data/raw/metadata.csv", "--address", ray_cluster, "--quiet",
-        "--storage-option", f"endpoint_url={s3_server}", "--storage-option", "key=testing",
+        "--storage-option", f"endpoint_url={s3_server.endpoint}", "--storage-option", "key=testing",
         "--storage-option", "secret=testing",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

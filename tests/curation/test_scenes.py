@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from curation.config import SceneDetectionConfig
-from curation.sample_videos import write_video
-from curation.stages.scenes import detect_scenes
+from curation.steps.scenes import detect_scenes
+from lavie.synthetic import write_scene_video
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    return write_video(tmp_path_factory.mktemp("scenes") / "v.mp4", (45, 30, 60, 25), 960, 540, seed=7)
+    return write_scene_video(tmp_path_factory.mktemp("scenes") / "v.mp4", (45, 30, 60, 25), 960, 540, seed=7)
 
 
 @pytest.mark.parametrize("detector", ["content", "adaptive"])
@@ -28,7 +28,7 @@ def test_cuts_are_exact(video, detector):
 
 
 def test_scenes_shorter_than_min_scene_len_are_merged(tmp_path):
-    short = write_video(tmp_path / "s.mp4", (40, 8, 40), 640, 360, seed=3)
+    short = write_scene_video(tmp_path / "s.mp4", (40, 8, 40), 640, 360, seed=3)
     scenes, _, _ = detect_scenes(str(short.path), SceneDetectionConfig(min_scene_len=15))
     assert len(scenes) == 2 and scenes[0][0] == 0 and scenes[-1][1] == 88
 

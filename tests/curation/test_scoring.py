@@ -11,10 +11,10 @@ import torch
 from safetensors.torch import save_file
 
 from curation.config import build_config
-from curation.errors import UserError
 from curation.pipeline import CurationRequest, run_curation
 from curation.scoring import AestheticPredictor, ClipScorer, load_aesthetic_predictor, load_clip
-from curation.stages.frames import FRAME_SIZE, frame_indices
+from curation.steps.frames import FRAME_SIZE, frame_indices
+from lavie.core.errors import UserError
 
 TINY_CLIP = {
     "embed_dim": 768,
@@ -40,6 +40,7 @@ def weights(tmp_path_factory):
             "aesthetic_mlp": str(root / "aesthetic.pth"), "root": root}
 
 
+@pytest.mark.slow
 def test_scores_in_the_manifest_equal_the_models_applied_to_the_clip_frames(ray_cluster, corpus, weights, tmp_path):
     import decord
 

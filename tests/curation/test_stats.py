@@ -15,13 +15,21 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from curation.schema import CLIP_SCHEMA, CLIPS_DIR, REJECT_SCHEMA, REJECTS_DIR, RUN_FILE, SUCCESS_FILE, clip_id_for
 from curation.stats.accumulate import ClipStats
 from curation.stats.bins import AESTHETIC_BINS, HEIGHT_BINS
 from curation.stats.charts import PALETTE
 from curation.stats.compute import scan
-from curation.stats.manifest import open_manifest
-from ray_jobs.cli import main
+from lavie.cli import main
+from lavie.core.manifest import (
+    CLIP_SCHEMA,
+    CLIPS_DIR,
+    REJECT_SCHEMA,
+    REJECTS_DIR,
+    RUN_FILE,
+    SUCCESS_FILE,
+    clip_id_for,
+    open_manifest,
+)
 
 # (source, category, caption_words, duration_sec, height, aesthetic_score); two files.
 VIMEO_FILES = [
@@ -98,28 +106,41 @@ EXPECTED_VIMEO = {
         "available": True,
         "run_counts": VIMEO_COUNTS,
         "stages": [
-            {"stage": "input", "inputs_dropped": 1, "clips_dropped": 0, "reasons": {"not_found": 1}},
-            {"stage": "probe", "inputs_dropped": 2, "clips_dropped": 0, "reasons": {"unreadable": 2}},
-            {"stage": "scene_detect", "inputs_dropped": 1, "clips_dropped": 0, "reasons": {"no_scene": 1}},
-            {"stage": "min_frames", "inputs_dropped": 0, "clips_dropped": 3, "reasons": {"too_short": 3}},
+            {"stage": "input", "title": "file found", "inputs_dropped": 1, "clips_dropped": 0, "reasons": {"not_found": 1}},
+            {"stage": "probe", "title": "probe", "inputs_dropped": 2, "clips_dropped": 0, "reasons": {"unreadable": 2}},
+            {
+                "stage": "scene_detect",
+                "title": "scene detection",
+                "inputs_dropped": 1,
+                "clips_dropped": 0,
+                "reasons": {"no_scene": 1},
+            },
+            {"stage": "min_frames", "title": "clip length", "inputs_dropped": 0, "clips_dropped": 3, "reasons": {"too_short": 3}},
             {
                 "stage": "caption",
+                "title": "caption",
                 "inputs_dropped": 0,
                 "clips_dropped": 3,
                 "reasons": {"too_few_words": 2, "missing": 1},
             },
-            {"stage": "resolution", "inputs_dropped": 0, "clips_dropped": 4, "reasons": {"below_min_height": 4}},
-            {"stage": "scoring", "inputs_dropped": 0, "clips_dropped": 0, "reasons": {}},
+            {
+                "stage": "resolution",
+                "title": "resolution",
+                "inputs_dropped": 0,
+                "clips_dropped": 4,
+                "reasons": {"below_min_height": 4},
+            },
+            {"stage": "scoring", "title": "scoring", "inputs_dropped": 0, "clips_dropped": 0, "reasons": {}},
         ],
         "inputs_remaining": [
-            {"step": "inputs", "count": 10, "percent": 100.0},
-            {"step": "input", "count": 9, "percent": 90.0},
+            {"step": "all inputs", "count": 10, "percent": 100.0},
+            {"step": "file found", "count": 9, "percent": 90.0},
             {"step": "probe", "count": 7, "percent": 70.0},
-            {"step": "scene_detect", "count": 6, "percent": 60.0},
+            {"step": "scene detection", "count": 6, "percent": 60.0},
         ],
         "clips_remaining": [
-            {"step": "detected", "count": 20, "percent": 100.0},
-            {"step": "min_frames", "count": 17, "percent": 85.0},
+            {"step": "all clips", "count": 20, "percent": 100.0},
+            {"step": "clip length", "count": 17, "percent": 85.0},
             {"step": "caption", "count": 14, "percent": 70.0},
             {"step": "resolution", "count": 10, "percent": 50.0},
             {"step": "scoring", "count": 10, "percent": 50.0},
@@ -194,7 +215,8 @@ def write_vimeo(root: Path, counts: dict = VIMEO_COUNTS) -> Path:
             rejects.append({"source_uri": source, "clip_id": clip_id, "stage": stage, "reason": reason})
     (root / REJECTS_DIR).mkdir()
     pq.write_table(pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA), root / REJECTS_DIR / "part-00000.parquet")
-    (root / RUN_FILE).write_text(json.dumps({"counts": counts, "rejects_by_stage": {}, "config": {}}))
+    steps = ["probe", "scene_detect", "min_frames", "caption", "resolution", "scoring"]  # a run without captioner
+    (root / RUN_FILE).write_text(json.dumps({"counts": counts, "steps": steps, "rejects_by_stage": {}, "config": {}}))
     (root / SUCCESS_FILE).write_text("")
     return root
 
@@ -276,10 +298,10 @@ def test_a_dataset_keeps_its_colour_in_charts_it_is_alone_in(report, tmp_path):
 def test_per_file_accumulators_merge_to_the_whole(tmp_path):
     manifest = open_manifest(str(write_vimeo(tmp_path / "m")))
     whole = ClipStats(manifest.columns)
-    for batch in scan(manifest.clips, whole.projection()):
+    for batch in scan(manifest.table, whole.projection()):
         whole.add_batch(batch)
     merged = ClipStats(manifest.columns)
-    for fragment in manifest.clips.get_fragments():
+    for fragment in manifest.table.get_fragments():
         part = ClipStats(manifest.columns)
         for batch in fragment.to_batches(columns=part.projection()):
             part.add_batch(batch)
@@ -298,7 +320,7 @@ def test_dictionary_and_large_string_columns_give_the_same_figures(tmp_path):
     for name in ("m", "recoded"):
         manifest = open_manifest(str(tmp_path / name))
         acc = ClipStats(manifest.columns)
-        for batch in scan(manifest.clips, acc.projection()):
+        for batch in scan(manifest.table, acc.projection()):
             acc.add_batch(batch)
         stats[name] = acc.to_json()
     assert stats["recoded"] == stats["m"]
@@ -310,7 +332,7 @@ def test_all_null_optional_columns_say_so(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows, schema=CLIP_SCHEMA), tmp_path / "d" / "x.parquet")
     manifest = open_manifest(str(tmp_path / "d"))
     acc = ClipStats(manifest.columns)
-    for batch in scan(manifest.clips, acc.projection()):
+    for batch in scan(manifest.table, acc.projection()):
         acc.add_batch(batch)
     figures = acc.to_json()
     assert figures["aesthetic_score"] == {
@@ -434,22 +456,18 @@ def test_console_script_reports_a_bad_path_in_one_line(tmp_path):
     assert result.stderr == f"lavie stats: error: {tmp_path / 'nope'}: no such file or folder\n"
 
 
-def test_s3_manifest_round_trip(tmp_path, monkeypatch, capsys):
-    import moto.server as moto_server
+def test_s3_manifest_round_trip(tmp_path, monkeypatch, capsys, s3_server):
     import s3fs
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+
     try:
-        host, port = server.get_host_and_port()
         for key, value in {
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_ENDPOINT_URL": s3_server.endpoint,
         }.items():
             monkeypatch.setenv(key, value)
-        fs = s3fs.S3FileSystem(skip_instance_cache=True)
-        fs.mkdir("bucket")
+        fs = s3_server.bucket("bucket")
         fs.put(str(write_vimeo(tmp_path / "vimeo25m")), "bucket/runs/vimeo25m", recursive=True)
         s3fs.S3FileSystem.clear_instance_cache()
         assert main(["stats", "s3://bucket/runs/vimeo25m", "--out", "s3://bucket/reports/r1"]) == 0
@@ -459,12 +477,11 @@ def test_s3_manifest_round_trip(tmp_path, monkeypatch, capsys):
 
         monkeypatch.delenv("AWS_ENDPOINT_URL")  # the endpoint given on the command line instead
         s3fs.S3FileSystem.clear_instance_cache()
-        endpoint = f"--storage-option=endpoint_url=http://{host}:{port}"
+        endpoint = f"--storage-option=endpoint_url={s3_server.endpoint}"
         assert main(["stats", "s3://bucket/runs/vimeo25m", "--out", "s3://bucket/reports/r2", endpoint]) == 0
         assert json.loads(fs.cat("bucket/reports/r2/stats.json")) == stats
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
-        server.stop()
 
 
 # --- the page in a real browser ----------------------------------------------------------------

@@ -1,20 +1,27 @@
-"""`lavie jobs` against a real Ray cluster with a job server and token authentication."""
+"""`lavie jobs` against a real two-node Ray cluster on 127.0.0.1 with token authentication: a head
+plus a second node joined with `ray start --address`, each with every port of its own."""
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
-from curation.sample_videos import write_video
+from lavie.synthetic import clip_row, write_clip_manifest, write_pattern_video, write_scene_video, write_tiny_sd
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -26,27 +33,46 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _node_ports() -> list[str]:
+    """Every port a node opens, chosen free: the test session's own Ray holds the default ones."""
+    names = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+             "metrics-export-port", "node-manager-port", "object-manager-port")  # fmt: skip
+    return [f"--{name}={_free_port()}" for name in names]
+
+
 def _outside_env() -> dict[str, str]:
-    """This process's environment without the address of the test session's own Ray."""
-    return {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    """This process's environment without the address or auth settings of the session's own Ray."""
+    drop = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+@dataclass
+class Cluster:
+    address: str  # the job server
+    token_env: dict[str, str]  # what a client with the token has in its environment
 
 
 @pytest.fixture(scope="module")
-def job_server(tmp_path_factory):
-    """A separate Ray head with its job server; stopped by ending its `ray start --block`."""
-    # Every port of its own: the test session's embedded Ray already holds the default ones
-    # (a second head whose job agent cannot bind its port never accepts a job).
-    gcs, dashboard, agent_http, agent_grpc, runtime_env, metrics, client = (_free_port() for _ in range(7))
-    env = {**_outside_env(), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}  # `lavie` on the cluster
-    log = open(tmp_path_factory.mktemp("head") / "head.log", "w")
+def cluster(tmp_path_factory):
+    """A head and a second node, each with one CPU, under a token of their own."""
+    root = tmp_path_factory.mktemp("cluster")
+    token = root / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    gcs, dashboard, client = _free_port(), _free_port(), _free_port()
+    # RAY_ADDRESS: Ray's own helpers (Ray Train's placement-group cleaner among them) otherwise
+    # find "the" cluster through /tmp/ray/ray_current_cluster, which names the suite's own Ray.
+    env = {**_outside_env(), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN_PATH": str(token), "RAY_ADDRESS": f"127.0.0.1:{gcs}"}  # fmt: skip
+    logs = [open(root / "head.log", "w"), open(root / "node.log", "w")]
+    # A temp dir of its own: a job's driver finds its cluster through the temp dir's
+    # ray_current_cluster file, which the suite's own Ray writes too.
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths live under it
     head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={agent_http}",
-         f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={runtime_env}",
-         f"--metrics-export-port={metrics}", f"--ray-client-server-port={client}",
+        [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}", f"--temp-dir={temp_dir}", "--dashboard-host=127.0.0.1",
+         f"--dashboard-port={dashboard}", f"--ray-client-server-port={client}", *_node_ports(),
          "--num-cpus=1", "--include-dashboard=true", "--disable-usage-stats"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+        env=env, stdout=logs[0], stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
     address = f"http://127.0.0.1:{dashboard}"
     deadline = time.monotonic() + 90
     while True:
@@ -58,38 +84,161 @@ def job_server(tmp_path_factory):
         except OSError:
             assert head.poll() is None and time.monotonic() < deadline, "Ray head did not start"
             time.sleep(0.5)
-    yield address
-    head.send_signal(signal.SIGTERM)
-    head.wait(timeout=60)
-    log.close()
+    node = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--block", f"--address=127.0.0.1:{gcs}", *_node_ports(), "--num-cpus=1",
+         "--disable-usage-stats"],
+        env=env, stdout=logs[1], stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    nodes = 0
+    while nodes < 2:
+        assert node.poll() is None and time.monotonic() < deadline + 60, "the second node did not join"
+        time.sleep(1.0)
+        nodes = _alive_nodes(address, token.read_text())
+    yield Cluster(address, {"RAY_AUTH_TOKEN_PATH": str(token)})
+    for process in (node, head):  # each `ray start` leads a process group with its node's processes
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    for log in logs:
+        log.close()
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def _jobs(address: str, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in _outside_env().items() if k != "RAY_AUTH_MODE"}  # as a fresh shell would be
-    return subprocess.run([str(BIN / "lavie"), "jobs", "--address", address, *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+def _alive_nodes(address: str, token: str) -> int:
+    """Alive nodes, from the head's state API (which asks for the token too)."""
+    request = urllib.request.Request(f"{address}/api/v0/nodes?limit=100", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            nodes = json.loads(response.read())["data"]["result"]["result"]
+    except (OSError, KeyError, ValueError):
+        return 0
+    return sum(node.get("state") == "ALIVE" for node in nodes)
 
 
-def test_curation_job_runs_on_the_cluster_and_is_followed(job_server, tmp_path):
-    write_video(tmp_path / "in" / "v.mp4", (30, 30), 1280, 720, seed=11)
+def _jobs(cluster: Cluster, *args: str, timeout: int = 300, with_token: bool = True, home: Path | None = None):
+    env = {**_outside_env(), **(cluster.token_env if with_token else {})}
+    if home is not None:
+        env["HOME"] = str(home)
+    return subprocess.run([str(BIN / "lavie"), "jobs", "--address", cluster.address, *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)  # fmt: skip
+
+
+def _one_line_error(result: subprocess.CompletedProcess, message: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+# --------------------------------------------------------------------------- curation
+def test_curation_job_runs_on_the_cluster_and_is_followed(cluster, tmp_path):
+    write_scene_video(tmp_path / "in" / "v.mp4", (30, 30), 1280, 720, seed=11)
     (tmp_path / "meta.csv").write_text("video,caption\nv.mp4,a long enough caption for the clip\n")
     out = tmp_path / "out"
-    submitted = _jobs(job_server, "submit", "--job-id", "curate-test", "--wait", "curate", str(tmp_path / "in"),
-                      "--metadata", str(tmp_path / "meta.csv"), "--out", str(out), "--quiet")
+    submitted = _jobs(cluster, "submit", "--job-id", "curate-test", "--wait", "curate", str(tmp_path / "in"),
+                      "--metadata", str(tmp_path / "meta.csv"), "--out", str(out), "--quiet")  # fmt: skip
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     assert submitted.stdout.splitlines()[0] == "curate-test"
     assert '"clips_kept": 2' in submitted.stdout  # the job's own output, streamed back
     assert (out / "_SUCCESS").exists()
-    assert _jobs(job_server, "status", "curate-test").stdout.startswith("curate-test\tSUCCEEDED")
-    assert '"clips_kept": 2' in _jobs(job_server, "logs", "curate-test").stdout
-    assert "curate-test\tSUCCEEDED\tlavie curate" in _jobs(job_server, "list").stdout
-    assert _jobs(job_server, "stop", "curate-test").stdout.strip() == "curate-test\talready ended"
+    assert _jobs(cluster, "status", "curate-test").stdout.startswith("curate-test\tSUCCEEDED")
+    assert '"clips_kept": 2' in _jobs(cluster, "logs", "curate-test").stdout
+    assert "curate-test\tSUCCEEDED\tlavie curate" in _jobs(cluster, "list").stdout
+    assert _jobs(cluster, "stop", "curate-test").stdout.strip() == "curate-test\talready ended"
 
 
-def test_a_failing_job_exits_non_zero(job_server, tmp_path):
-    failed = _jobs(job_server, "submit", "--wait", "curate", "nosuch://x", "--out", str(tmp_path / "o"))
+def test_a_failing_job_exits_non_zero(cluster, tmp_path):
+    failed = _jobs(cluster, "submit", "--wait", "curate", "nosuch://x", "--out", str(tmp_path / "o"))
     assert failed.returncode == 1
     assert "unknown URL scheme 'nosuch://'" in failed.stdout and "FAILED" in failed.stderr
+
+
+# --------------------------------------------------------------------------- training
+FIRST_RUN_STEPS = 1000  # stopped long before the end; the resumed run is given a near end
+
+
+@pytest.fixture(scope="module")
+def train_spec(tmp_path_factory) -> dict:
+    """A 2-worker tiny training run, one worker per node (STRICT_SPREAD), as a job spec file."""
+    root = tmp_path_factory.mktemp("train-job")
+    clips = []
+    for i in range(4):
+        video = write_pattern_video(root / "media" / f"v{i}.mp4", 16, 32, 32, pattern="texture")
+        clips.append(clip_row(str(video), 0, 16, 24, 32, 32, f"clip {i} a red car on the road"))
+    config = {
+        "model": {"pretrained": str(write_tiny_sd(root / "tiny-sd"))},
+        "data": {
+            "num_frames": 4, "frame_stride": 2, "height": 32, "width": 32, "images_per_sample": 0,
+            "sources": [{"name": "clips", "kind": "video", "manifest": str(write_clip_manifest(root / "clips", clips)),
+                         "schedule": [[0, 1.0]]}],
+        },
+        "deepspeed": {"zero_stage": 2, "bf16": False},
+        "optimizer": {"lr": 1e-3},
+        "scaling": {"num_workers": 2, "resources_per_worker": {"CPU": 1}, "placement_strategy": "STRICT_SPREAD"},
+        "run": {"name": "spread", "storage_path": str(root / "runs"), "max_steps": FIRST_RUN_STEPS,
+                "checkpoint_every": 4, "log_every": 4, "max_failures": 0},
+    }  # fmt: skip
+    (root / "train.yaml").write_text(yaml.safe_dump(config))
+    spec = {"command": "train", "args": [str(root / "train.yaml")], "resources": {"num_cpus": 0}}
+    (root / "job.yaml").write_text(yaml.safe_dump(spec))
+    return {"root": root, "spec": root / "job.yaml", "config": root / "train.yaml", "run": root / "runs" / "spread"}
+
+
+def _latest_checkpoint_step(run: Path) -> int:
+    snapshot = run / "checkpoint_manager_snapshot.json"
+    try:
+        latest = json.loads(snapshot.read_text())["latest_checkpoint_result"]["checkpoint_dir_name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+    return int(latest.rsplit("_", 1)[1])
+
+
+def _train_worker_nodes(cluster: Cluster) -> dict[str, list[str]]:
+    """The nodes of every Ray Train worker the cluster ran, by Ray job."""
+    request = urllib.request.Request(
+        f"{cluster.address}/api/v0/actors?limit=10000&detail=1",
+        headers={"Authorization": f"Bearer {Path(cluster.token_env['RAY_AUTH_TOKEN_PATH']).read_text()}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        actors = json.loads(response.read())["data"]["result"]["result"]
+    nodes: dict[str, list[str]] = {}
+    for actor in actors:
+        if actor.get("class_name") == "RayTrainWorker":
+            nodes.setdefault(actor["job_id"], []).append(actor["node_id"])
+    return nodes
+
+
+def test_a_training_job_stopped_mid_run_resumes_with_one_worker_per_node(cluster, train_spec):
+    first = _jobs(cluster, "submit", "--job-id", "train-first", "--spec", str(train_spec["spec"]))
+    assert first.returncode == 0, first.stderr
+    deadline = time.monotonic() + 300
+    while _latest_checkpoint_step(train_spec["run"]) < 4:
+        assert time.monotonic() < deadline, "no checkpoint within 300 s: " + _jobs(cluster, "logs", "train-first").stdout
+        time.sleep(0.1)
+    stopped = _jobs(cluster, "stop", "--wait", "train-first")
+    assert stopped.stdout.strip() == "train-first\tSTOPPED", stopped.stdout + stopped.stderr
+    assert _jobs(cluster, "status", "train-first").stdout.startswith("train-first\tSTOPPED")
+    at = _latest_checkpoint_step(train_spec["run"])
+    assert 4 <= at < FIRST_RUN_STEPS
+    end = at + 4
+
+    resumed = _jobs(cluster, "submit", "--job-id", "train-resumed", "--wait", "train", str(train_spec["config"]), "--resume",
+                    "--set", f"run.max_steps={end}", timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"resuming at step {at}" in resumed.stdout and f"step {end}/{end}" in resumed.stdout
+    assert _latest_checkpoint_step(train_spec["run"]) == end
+    export = train_spec["run"] / "export"
+    assert json.loads((export / "export_info.json").read_text())["step"] == end
+    from cascade.models import BaseUNet3DModel
+
+    BaseUNet3DModel.from_pretrained(export / "raw")  # the exported model loads
+    workers = _train_worker_nodes(cluster)
+    assert len(workers) == 2  # the stopped job's and the resumed job's
+    assert all(len(nodes) == 2 and len(set(nodes)) == 2 for nodes in workers.values())  # one worker per node
+
+
+# --------------------------------------------------------------------------- errors
+def test_a_submission_without_the_token_is_refused(cluster, tmp_path):
+    result = _jobs(cluster, "list", with_token=False, home=tmp_path)
+    _one_line_error(result, "the cluster requires an authentication token and this machine has none")
 
 
 @pytest.mark.parametrize(
@@ -97,14 +246,11 @@ def test_a_failing_job_exits_non_zero(job_server, tmp_path):
     [("", "no cluster address"), ("http://127.0.0.1:9", "cannot reach the Ray job server")],
 )
 def test_bad_address_is_one_line(address, message):
-    env = _outside_env()
     result = subprocess.run([str(BIN / "lavie"), "jobs", "--address", address, "list"],
-                            capture_output=True, text=True, timeout=60, env=env)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
+                            capture_output=True, text=True, timeout=60, env=_outside_env())  # fmt: skip
+    _one_line_error(result, message)
 
 
-def test_unknown_job_is_one_line(job_server):
-    result = _jobs(job_server, "status", "no-such-job")
-    assert result.returncode == 2 and "job 'no-such-job'" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+def test_unknown_job_is_one_line(cluster):
+    result = _jobs(cluster, "status", "no-such-job")
+    _one_line_error(result, "job 'no-such-job'")

@@ -11,8 +11,15 @@ from typing import Any
 import pytest
 import torch
 
-from training.data.synthetic import clip_row, image_row, write_clip_manifest, write_image, write_image_manifest, write_video
-from training.tiny_sd import write_tiny_sd
+from lavie.synthetic import (
+    clip_row,
+    image_row,
+    write_clip_manifest,
+    write_image,
+    write_image_manifest,
+    write_pattern_video,
+    write_tiny_sd,
+)
 
 H, W, FRAMES, FPS = 48, 64, 16, 24
 
@@ -31,7 +38,7 @@ def one_torch_thread():
 def train_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two clip sources of 4 clips each, one image source of 6 images, a tiny SD folder."""
     root = tmp_path_factory.mktemp("train-data")
-    videos = [write_video(root / "media" / f"v{i}.mp4", FRAMES, H, W, fps=FPS, pattern="texture") for i in range(4)]
+    videos = [write_pattern_video(root / "media" / f"v{i}.mp4", FRAMES, H, W, fps=FPS, pattern="texture") for i in range(4)]
     webvid = [clip_row(str(v), 0, FRAMES, FPS, W, H, f"webvid clip {i} a red car on the road") for i, v in enumerate(videos)]
     vimeo = [clip_row(str(v), 2, FRAMES, FPS, W, H, f"vimeo clip {i} a wave over the sea") for i, v in enumerate(videos)]
     images = [

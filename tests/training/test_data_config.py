@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from curation.errors import UserError
+from lavie.core.errors import UserError
+from lavie.synthetic import clip_row, image_row, write_clip_manifest, write_image_manifest
 from training.data import DataConfig, SourceConfig, parse_data_config, validate_sources
-from training.data.synthetic import clip_row, image_row, write_clip_manifest, write_image_manifest
 
 
 def _config(**overrides) -> dict:
@@ -144,7 +144,7 @@ def test_valid_sources_are_indexed(manifests):
 def test_missing_manifest(manifests, tmp_path):
     missing = tmp_path / "nowhere"
     config = _sources(manifests, ("webvid", "video", missing, [[0, 1]]), ("laion", "image", "laion", [[0, 1]]))
-    assert _validate_error(config) == f"data source 'webvid': manifest {missing} does not exist"
+    assert _validate_error(config) == f"data source 'webvid': manifest {missing}: no such file or folder"
 
 
 def test_image_manifest_given_as_video_and_vice_versa(manifests):

@@ -8,6 +8,7 @@ import fsspec
 import pytest
 import torch
 
+from lavie.synthetic import index_level, level_index, write_image, write_pattern_video
 from training.data.decode import (
     ClipSpec,
     SkipSample,
@@ -16,7 +17,6 @@ from training.data.decode import (
     load_image,
     plan_frames,
 )
-from training.data.synthetic import index_level, level_index, write_image, write_video
 
 H, W = 96, 160  # source videos
 FRAMES = 40
@@ -25,14 +25,14 @@ FRAMES = 40
 @pytest.fixture(scope="module")
 def media(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("media")
-    video = write_video(root / "v24.mp4", FRAMES, H, W, fps=24)
+    video = write_pattern_video(root / "v24.mp4", FRAMES, H, W, fps=24)
     truncated = root / "truncated.mp4"
     truncated.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
     garbage = root / "garbage.mp4"
     garbage.write_bytes(b"not a video" * 100)
     return {
         "video": video,
-        "video30": write_video(root / "v30.mp4", FRAMES, H, W, fps=30),
+        "video30": write_pattern_video(root / "v30.mp4", FRAMES, H, W, fps=30),
         "truncated": truncated,
         "garbage": garbage,
         "png": write_image(root / "i.png", 100, 150, level=90),

@@ -11,24 +11,24 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from curation.errors import UserError
-from training.data import (
-    Curriculum,
-    JointLoader,
-    JointVideoImageDataset,
-    ShardReader,
-    collate_samples,
-    open_manifest,
-    parse_data_config,
-)
-from training.data.synthetic import (
+from lavie.core.errors import UserError
+from lavie.synthetic import (
     clip_row,
     image_row,
     level_index,
     write_clip_manifest,
     write_image,
     write_image_manifest,
-    write_video,
+    write_pattern_video,
+)
+from training.data import (
+    Curriculum,
+    JointLoader,
+    JointVideoImageDataset,
+    ShardReader,
+    collate_samples,
+    index_manifest,
+    parse_data_config,
 )
 
 H, W, FRAMES, FPS = 96, 160, 40, 24
@@ -37,7 +37,7 @@ H, W, FRAMES, FPS = 96, 160, 40, 24
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("stream")
-    videos = [write_video(root / f"v{i}.mp4", FRAMES, H, W, fps=FPS) for i in range(4)]
+    videos = [write_pattern_video(root / f"v{i}.mp4", FRAMES, H, W, fps=FPS) for i in range(4)]
     (root / "garbage.mp4").write_bytes(b"not a video" * 100)
     webvid = [
         clip_row(str(v), s, e, FPS, W, H, f"webvid clip {i} from {s}")
@@ -140,7 +140,7 @@ def test_samples_hold_the_clip_frames_and_images(data):
 
 
 def test_shards_are_disjoint_and_cover_the_manifest(data):
-    manifest = open_manifest("webvid", str(data["webvid"]), "video")
+    manifest = index_manifest("webvid", str(data["webvid"]), "video")
     assert manifest.num_rows == 12 and len(manifest.group_rows) == 4  # 2 files x (5 + 1) rows
 
     def shard(rank, world_size, epoch=0):
@@ -283,28 +283,10 @@ def test_remote_manifest_and_media(data):
 
 
 @pytest.fixture(scope="module")
-def s3_options():
-    """A bucket served by moto on 127.0.0.1; yields fsspec storage options for it."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    options = {
-        "key": "testing",
-        "secret": "testing",
-        "client_kwargs": {"endpoint_url": f"http://{host}:{port}", "region_name": "us-east-1"},
-    }
-    boto3.client(
-        "s3",
-        endpoint_url=f"http://{host}:{port}",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_bucket(Bucket="lavie-train")
-    yield options
-    server.stop()
+def s3_options(s3_server):
+    """A bucket ``lavie-train`` on the suite's S3 server; yields fsspec storage options for it."""
+    s3_server.bucket("lavie-train")
+    return s3_server.options()
 
 
 def test_s3_manifest_and_media_in_workers(data, s3_options):

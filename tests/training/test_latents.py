@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 
-from curation.errors import UserError
-from ray_jobs.cli import main as lavie
+from lavie.cli import main as lavie
+from lavie.core.errors import UserError
 from training.conditioning import Conditioner
 from training.config import load_train_config
 from training.data import JointLoader, JointVideoImageDataset
@@ -18,7 +18,7 @@ from training.launcher import train
 from training.metrics import read_metrics
 from training.precompute import precompute_latents
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 # The fixture's clips: 4 webvid rows [0, 16) and 4 vimeo rows [2, 16); windows of 4 frames at
 # stride 2 (7 source frames) start at a quarter and three quarters of the slack: all distinct.
@@ -35,7 +35,7 @@ def precomputed(config_factory, ray_cluster, tmp_path_factory) -> dict:
     )  # fmt: skip
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(raw))
-    first = precompute_latents(load_train_config(path), address=ray_cluster, quiet=True)
+    first = precompute_latents(load_train_config(path), quiet=True)
     return {"path": path, "raw": raw, "first": first, "config": load_train_config(path)}
 
 
@@ -78,7 +78,7 @@ def test_the_stream_reads_stored_latents_instead_of_decoding(precomputed, monkey
 
 def test_training_on_precomputed_latents_decodes_nothing(precomputed, ray_cluster):
     config = precomputed["config"]
-    result = train(config, address=ray_cluster, quiet=True)
+    result = train(config, quiet=True)
     assert result.step == 2
     last = read_metrics(config.run_uri())[-1]
     for source in ("webvid", "vimeo", "laion"):

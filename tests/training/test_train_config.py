@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from curation.errors import UserError
-from training.config import TrainConfig, apply_override, load_train_config, packaged_config
+from lavie.core.config import apply_override
+from lavie.core.errors import UserError
+from training.config import TrainConfig, load_train_config, packaged_config
 from training.engine import LRLambda, deepspeed_config
 
 
@@ -112,3 +113,12 @@ def test_lr_schedules():
     assert cosine(0) == pytest.approx(1.0) and cosine(5) == pytest.approx(0.55) and cosine(10) == pytest.approx(0.1)
     linear = LRLambda(LRScheduleSection(kind="linear"), 10)
     assert linear(5) == pytest.approx(0.5) and linear(20) == pytest.approx(0.0)
+
+
+def test_model_kind_and_its_options_are_validated_on_load(make_config):
+    config = load_train_config(make_config())
+    assert config.model.kind == "base" and config.trainable is None  # the spec's default trainable set
+    with pytest.raises(UserError, match=r"model\.kind: 'nope' is not a trainable network \(one of: base"):
+        load_train_config(make_config(model={**make_config()["model"], "kind": "nope"}))
+    with pytest.raises(UserError, match=r"model\.options: rank: unknown key"):
+        load_train_config(make_config(model={**make_config()["model"], "options": {"rank": 4}}))

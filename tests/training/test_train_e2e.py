@@ -16,13 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import fault_injection
 import numpy as np
 import pytest
 import torch
 import yaml
 
-from cascade.models import UNet3DConditionModel
-from ray_jobs.cli import main as lavie
+from cascade.models import BaseUNet3DModel
+from lavie.cli import main as lavie
 from training.checkpointing import PROBE_FILE, checkpoint_name, probe_difference
 from training.config import load_train_config
 from training.data import Curriculum
@@ -38,25 +39,25 @@ def storage(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("train-runs")
 
 
-def _fit(raw: dict[str, Any], address: str, **kwargs: Any) -> dict[str, Any]:
+def _fit(raw: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     config = load_train_config(raw)
-    result = train(config, address=address, quiet=True, **kwargs)
+    result = train(config, quiet=True, **kwargs)
     rows = read_metrics(config.run_uri())
     return {"config": config, "result": result, "rows": rows, "losses": final_losses(rows)}
 
 
 @pytest.fixture(scope="module")
 def ref2(config_factory, storage, ray_cluster) -> dict[str, Any]:
-    return _fit(config_factory("ref2", storage), ray_cluster)
+    return _fit(config_factory("ref2", storage))
 
 
 @pytest.fixture(scope="module")
 def ref3(config_factory, storage, ray_cluster) -> dict[str, Any]:
-    return _fit(config_factory("ref3", storage, deepspeed={"zero_stage": 3}), ray_cluster)
+    return _fit(config_factory("ref3", storage, deepspeed={"zero_stage": 3}))
 
 
-def _export(run: dict[str, Any], which: str) -> UNet3DConditionModel:
-    return UNet3DConditionModel.from_pretrained(Path(run["result"].export_uri) / which)
+def _export(run: dict[str, Any], which: str) -> BaseUNet3DModel:
+    return BaseUNet3DModel.from_pretrained(Path(run["result"].export_uri) / which)
 
 
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -115,7 +116,7 @@ def test_export_on_demand_from_an_earlier_checkpoint(ref2, storage, ray_cluster,
     args = ["train", str(path), "--export-only", "--checkpoint", checkpoint, "--set", f"run.export_path={out}"]
     assert lavie([*args, "--address", ray_cluster]) == 0
     assert f"exported step 8 → {out}" in capsys.readouterr().out
-    step8 = _state(UNet3DConditionModel.from_pretrained(out / "raw"))
+    step8 = _state(BaseUNet3DModel.from_pretrained(out / "raw"))
     assert 1e-4 < _max_diff(step8, _state(_export(ref2, "raw")))  # not the final weights
 
 
@@ -156,9 +157,10 @@ def test_killed_worker_restarts_from_the_last_checkpoint_and_matches_the_uninter
 ):
     config = load_train_config(config_factory("killed", storage, run={"max_failures": 2}))
     pids, release = tmp_path / "pids", tmp_path / "pids" / "release"
-    hooks = {"pid_dir": str(pids), "hold": {"rank": 1, "step": 6, "release": str(release)}}
+    fault_injection.by_value()
+    callbacks = [fault_injection.PidFiles(pids), fault_injection.HoldAt(rank=1, step=6, release=release)]
     with ThreadPoolExecutor(1) as pool:
-        job = pool.submit(train, config, address=ray_cluster, quiet=True, hooks=hooks)
+        job = pool.submit(train, config, quiet=True, callbacks=callbacks)
         _wait(lambda: (pids / "held.rank1").exists() or job.done(), 240, "rank 1 never reached step 6")
         assert not job.done(), job.result()
         _wait(lambda: run_state(config).step == 4, 30, "checkpoint 4 was not registered")
@@ -185,19 +187,9 @@ def test_killed_worker_restarts_from_the_last_checkpoint_and_matches_the_uninter
 
 
 @pytest.fixture(scope="module")
-def s3_options():
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
-    ).create_bucket(Bucket="lavie-runs")
-    yield {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
-    server.stop()
+def s3_options(s3_server):
+    s3_server.bucket("lavie-runs")
+    return s3_server.options()
 
 
 def test_resume_from_a_bucket_continues_a_stopped_run_exactly(ref3, config_factory, s3_options, ray_cluster, tmp_path, capsys):

@@ -8,13 +8,14 @@ import os
 import pytest
 import torch
 
-from cascade.models import UNet3DConditionModel
+from cascade.models import BaseUNet3DModel
 from training.checkpointing import export_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.ema import ShardedEMA
-from training.engine import build_unet, initialize, select_trainable
-from training.loop import save_probe
+from training.engine import initialize, select_trainable
 from training.objective import joint_loss
+from training.specs.base_model import BaseModelSpec
+from training.trainer import save_probe
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_offload_accumulation_checkpointing_and_temporal_subset(make_config, sin
         )
     )  # fmt: skip
     torch.manual_seed(0)
-    unet = build_unet(config.model)
+    unet = BaseModelSpec(config).build_model()
     names = select_trainable(unet, config.trainable)
     before = {n: p.detach().clone() for n, p in unet.named_parameters()}
     engine = initialize(config, unet, on_gpu=False)
@@ -77,7 +78,7 @@ def test_export_of_a_partly_frozen_model_holds_the_frozen_weights(stage, make_co
         make_config(deepspeed={"zero_stage": stage, "bf16": False}, scaling={"num_workers": 1}, trainable="temporal")
     )
     torch.manual_seed(0)
-    unet = build_unet(config.model)
+    unet = BaseModelSpec(config).build_model()
     select_trainable(unet, config.trainable)
     frozen = {n: p.detach().clone() for n, p in unet.named_parameters() if not p.requires_grad}
     engine = initialize(config, unet, on_gpu=False)
@@ -91,11 +92,11 @@ def test_export_of_a_partly_frozen_model_holds_the_frozen_weights(stage, make_co
     folder = tmp_path / "checkpoint"
     state = {"step": 2, "unet_config": dict(unet.config), "run": "t", "ema_enabled": True}
     save_checkpoint(folder, engine=engine, step=2, rank=0, ema=ema, data_state={}, trainer_state=state)
-    save_probe(engine, config, folder, 0, torch.float32, torch.device("cpu"))
+    save_probe(engine, BaseModelSpec(config).probe_inputs(unet), folder, 0, torch.float32, torch.device("cpu"))
     info = export_checkpoint(folder, str(tmp_path / "export"))
     assert info["step"] == 2 and info["probe_max_abs_diff"] <= 1e-6
-    raw = UNet3DConditionModel.from_pretrained(tmp_path / "export" / "raw").state_dict()
-    ema_weights = UNet3DConditionModel.from_pretrained(tmp_path / "export" / "ema").state_dict()
+    raw = BaseUNet3DModel.from_pretrained(tmp_path / "export" / "raw").state_dict()
+    ema_weights = BaseUNet3DModel.from_pretrained(tmp_path / "export" / "ema").state_dict()
     assert all(torch.equal(raw[n], w) and torch.equal(ema_weights[n], w) for n, w in frozen.items())
     trained = [n for n in raw if n not in frozen]
     assert trained and any(not torch.equal(raw[n], ema_weights[n]) for n in trained)

@@ -11,21 +11,26 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from ray_jobs.cli import main as lavie
-from training import launcher
-from training.data.synthetic import write_clip_manifest
-from training.engine import inspect_model, select_trainable
+from lavie.cli import main as lavie
+from lavie.cli import train as train_command
+from lavie.synthetic import write_clip_manifest
 from training.config import TrainConfig
+from training.engine import select_trainable
+from training.specs.base_model import BaseModelSpec
+
+
+def inspect_model(config: TrainConfig):
+    return BaseModelSpec(config).check()
 
 
 @pytest.fixture
 def no_ray(monkeypatch):
-    """Fail the test if the launcher gets as far as starting (or joining) Ray."""
+    """Fail the test if the command gets as far as starting (or joining) Ray."""
 
     def refuse(address, **kwargs):
         raise AssertionError("Ray was started although the input is bad")
 
-    monkeypatch.setattr(launcher, "connect", refuse)
+    monkeypatch.setattr(train_command, "connect", refuse)
 
 
 def _run(tmp_path: Path, config: dict, *args: str) -> tuple[int, str]:
@@ -51,7 +56,7 @@ def _sd_copy(train_data, tmp_path: Path) -> Path:
     "case, expected",
     [
         ("unknown_key", "run.max_stepz: unknown key"),
-        ("missing_manifest", "data source 'vimeo': manifest {root}/nowhere does not exist"),
+        ("missing_manifest", "data source 'vimeo': manifest {root}/nowhere: no such file or folder"),
         ("wrong_kind", "data source 'webvid': manifest {laion} is an image manifest but the source has kind 'video'"),
         ("no_rows", "data source 'vimeo': manifest {root}/empty has no rows"),
         ("all_zero_weights", "data sources: every video source (webvid, vimeo) has weight 0 at step 12"),
@@ -135,10 +140,10 @@ def test_inspect_model_counts_trainable_parameters(make_config):
 
 
 def test_select_trainable_freezes_the_rest(train_data):
-    from cascade.models import UNet3DConditionModel
+    from cascade.models import BaseUNet3DModel
     from cascade.models.blocks import is_temporal_key
 
-    model = UNet3DConditionModel.from_pretrained_2d(train_data["sd"])
+    model = BaseUNet3DModel.from_pretrained_2d(train_data["sd"])
     names = select_trainable(model, "temporal")
     assert names and all(is_temporal_key(n) for n in names)
     assert all(p.requires_grad == is_temporal_key(n) for n, p in model.named_parameters())
@@ -175,12 +180,12 @@ def test_export_only_needs_a_checkpoint(make_config, tmp_path, capsys, no_ray):
 
 
 def test_model_unet_takes_a_cascade_3d_folder_only(make_config, train_data, tmp_path):
-    from cascade.models import UNet3DConditionModel
+    from cascade.models import BaseUNet3DModel
 
     folder = tmp_path / "unet3d"
-    model = UNet3DConditionModel.from_pretrained_2d(train_data["sd"])
+    model = BaseUNet3DModel.from_pretrained_2d(train_data["sd"])
     model.save_pretrained(folder)
     info = inspect_model(TrainConfig.model_validate(make_config(model={"pretrained": str(train_data["sd"]), "unet": str(folder)})))
     assert info.num_parameters == sum(p.numel() for p in model.parameters())
-    with pytest.raises(Exception, match="holds a UNet2DConditionModel config, expected UNet3DConditionModel"):
+    with pytest.raises(Exception, match="holds a UNet2DConditionModel config, expected BaseUNet3DModel"):
         inspect_model(TrainConfig.model_validate(make_config(model={"pretrained": str(train_data["sd"]), "unet": str(train_data["sd"] / "unet")})))

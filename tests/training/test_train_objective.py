@@ -6,21 +6,21 @@ import numpy as np
 import pytest
 import torch
 
-from cascade.models import UNet3DConditionModel
+from cascade.models import BaseUNet3DModel
 from cascade.models.blocks import is_temporal_key
+from training import rng
 from training.conditioning import Conditioner, drop_captions
 from training.latent_store import LatentStore, vae_fingerprint
 from training.objective import DiffusionObjective, joint_loss
-from training import rng
 from training.rng import keyed_generator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def unet(train_data) -> UNet3DConditionModel:
+def unet(train_data) -> BaseUNet3DModel:
     torch.manual_seed(0)
-    model = UNet3DConditionModel.from_pretrained_2d(train_data["sd"])
+    model = BaseUNet3DModel.from_pretrained_2d(train_data["sd"])
     with torch.no_grad():  # trained-looking temporal layers (their output projections start at 0)
         for name, param in model.named_parameters():
             if is_temporal_key(name):

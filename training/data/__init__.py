@@ -20,7 +20,7 @@ from training.data.curriculum import Curriculum
 from training.data.dataset import JointVideoImageDataset, SourceCounters, collate_samples
 from training.data.decode import ClipSpec, SkipSample, load_clip, load_image
 from training.data.loader import JointLoader
-from training.data.manifests import Manifest, ShardReader, open_manifest, validate_sources
+from training.data.manifests import ManifestIndex, ShardReader, index_manifest, validate_sources
 
 __all__ = [
     "ClipSpec",
@@ -28,7 +28,7 @@ __all__ = [
     "DataConfig",
     "JointLoader",
     "JointVideoImageDataset",
-    "Manifest",
+    "ManifestIndex",
     "ShardReader",
     "SkipSample",
     "SourceConfig",
@@ -36,7 +36,7 @@ __all__ = [
     "collate_samples",
     "load_clip",
     "load_image",
-    "open_manifest",
+    "index_manifest",
     "parse_data_config",
     "validate_sources",
 ]

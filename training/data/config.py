@@ -23,18 +23,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from curation.errors import UserError, config_error, message_line
+from lavie.core.config import StrictModel, read_mapping, validate
 
 Knot = tuple[int, float]
 
 
-class SourceConfig(BaseModel):
+class SourceConfig(StrictModel):
     """One manifest and its sampling weight over training steps."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
     kind: Literal["video", "image"]
@@ -61,10 +58,8 @@ class SourceConfig(BaseModel):
         return float(np.interp(step, steps, weights))
 
 
-class DataConfig(BaseModel):
+class DataConfig(StrictModel):
     """Joint image-video training data: T video frames plus M images per sample (paper: 16 + 4)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     sources: list[SourceConfig] = Field(min_length=1)
     num_frames: int = Field(16, ge=1)
@@ -130,16 +125,6 @@ def parse_data_config(data: Mapping[str, Any] | str | Path) -> DataConfig:
     Raises :class:`UserError` with a single line naming the offending key.
     """
     if isinstance(data, (str, Path)):
-        path = Path(data)
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise UserError(f"data config {path}: {message_line(exc)}") from None
-        if not isinstance(loaded, Mapping):
-            raise UserError(f"data config {path}: expected a mapping at the top level")
+        loaded = read_mapping(data, f"data config {data}")
         data = loaded.get("data", loaded)
-    try:
-        return DataConfig.model_validate(data)
-    except ValidationError as exc:
-        raise UserError(f"data config: {config_error(exc, 'data')}") from None
-
+    return validate(DataConfig, data, "data config", root="data")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from training.data.config import DataConfig, SourceConfig
-from training.data.rng import keyed_rng
+from training.rng import keyed_numpy
 
 _PLAN_STREAM = 3
 _BLOCK = 1024  # samples per keyed generator
@@ -65,7 +65,7 @@ class Curriculum:
 
     def _uniforms(self, block: int) -> np.ndarray:
         if self._cached is None or self._cached[0] != block:
-            rng = keyed_rng(self._seed, _PLAN_STREAM, self._rank, block)
+            rng = keyed_numpy(self._seed, _PLAN_STREAM, self._rank, block)
             self._cached = (block, rng.random((_BLOCK, 1 + self.images_per_sample)))
         return self._cached[1]
 

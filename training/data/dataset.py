@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from curation.errors import UserError
+from lavie.core.errors import UserError
 from training.data.config import DataConfig
 from training.data.curriculum import Curriculum
 from training.data.decode import (
@@ -44,9 +44,9 @@ from training.data.decode import (
     row_clip_id,
     row_image_id,
 )
-from training.data.manifests import Manifest, ShardReader, validate_sources
-from training.data.rng import keyed_rng
+from training.data.manifests import ManifestIndex, ShardReader, validate_sources
 from training.latent_store import LatentStore
+from training.rng import keyed_numpy
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class JointVideoImageDataset(IterableDataset):
         *,
         batch_size: int = 1,
         grad_accum_steps: int = 1,
-        manifests: dict[str, Manifest] | None = None,
+        manifests: dict[str, ManifestIndex] | None = None,
         latents: LatentStore | None = None,
     ) -> None:
         """``batch_size`` is the per-rank micro-batch; one optimizer step consumes
@@ -284,7 +284,7 @@ class JointVideoImageDataset(IterableDataset):
         epoch, position = divmod(cursor, shard.length)
         last: SkipSample | None = None
         for attempt in range(self.config.max_attempts):
-            rng = keyed_rng(self.config.seed, _SAMPLE_STREAM, self.rank, i, slot, attempt)
+            rng = keyed_numpy(self.config.seed, _SAMPLE_STREAM, self.rank, i, slot, attempt)
             if attempt:
                 position = int(rng.integers(shard.length))
             row = shard.row(epoch, position)

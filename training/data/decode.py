@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import decord
-import fsspec
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from curation.errors import message_line
-from curation.schema import clip_id_for, image_id_for
+from lavie.core.errors import message_line
+from lavie.core.manifest import clip_id_for, image_id_for
+from lavie.core.storage import open_input
 
 if TYPE_CHECKING:
     from training.data.config import DataConfig
@@ -183,8 +183,8 @@ def load_image(
 ) -> torch.Tensor:
     """Decode an image to uint8 (3, H, W), resized to cover and centre-cropped."""
     try:
-        with fsspec.open(uri, "rb", **(storage_options or {})) as handle:
-            image = Image.open(handle)
+        with open_input(uri, storage_options) as source:
+            image = Image.open(source)
             image.draft("RGB", _wh(cover_size(image.height, image.width, height, width)))
             image = image.convert("RGB")
             size = cover_size(image.height, image.width, height, width)
@@ -206,13 +206,9 @@ def resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor
 
 def _open_video(uri: str, size: tuple[int, int] | None, spec: ClipSpec) -> decord.VideoReader:
     height, width = size if size else (-1, -1)
-    protocol = fsspec.utils.get_protocol(uri)
-    if protocol in ("file", "local"):
-        path = fsspec.core.strip_protocol(uri)
-        return decord.VideoReader(path, width=width, height=height, num_threads=spec.decode_threads)
-    # decord reads a file-like object fully into memory; remote clips are fetched whole.
-    with fsspec.open(uri, "rb", **spec.storage_options) as handle:
-        return decord.VideoReader(handle, width=width, height=height, num_threads=spec.decode_threads)
+    # decord reads a file-like object fully into memory: remote clips are fetched whole.
+    with open_input(uri, spec.storage_options) as source:
+        return decord.VideoReader(source, width=width, height=height, num_threads=spec.decode_threads)
 
 
 def _wh(size: Sequence[int]) -> tuple[int, int]:

@@ -1,6 +1,7 @@
-"""Manifest discovery and sharded, shuffled, streaming row access.
+"""Manifest indexing and sharded, shuffled, streaming row access.
 
-A manifest is indexed from Parquet footers only (files, row groups, row counts); rows are read one
+A manifest (opened by :func:`lavie.core.manifest.open_manifest`, which applies the ``_SUCCESS``
+rule and the schemas) is indexed from Parquet footers only (files, row groups, row counts); rows are read one
 shuffle block (whole row groups, about ``shuffle_rows`` rows, projected to the columns the loader
 needs) at a time, so memory stays bounded whatever the manifest size.
 
@@ -22,19 +23,18 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.fs as pafs
-from fsspec.implementations.local import LocalFileSystem
 
-from curation.errors import UserError, message_line
-from curation.schema import CLIP_COLUMNS, CLIPS_DIR, IMAGE_COLUMNS, SUCCESS_FILE
+from lavie.core.errors import UserError, message_line
+from lavie.core.manifest import CLIP_COLUMNS, IMAGE_COLUMNS, KIND_NAMES, open_manifest
+from lavie.core.storage import arrow_filesystem
 from training.data.config import DataConfig, SourceConfig
-from training.data.rng import keyed_rng
+from training.rng import keyed_numpy
 
-Kind = Literal["video", "image"]
+Kind = Literal["video", "image"]  # a source's kind: what the manifest kinds are called in data configs
+MANIFEST_KIND: dict[Kind, str] = {"video": "clips", "image": "images"}
 
 # Columns the loader reads, by name, from the shared schema (extra columns are never read).
 VIDEO_COLUMNS: tuple[str, ...] = tuple(
@@ -48,15 +48,14 @@ IMAGE_READ_COLUMNS: tuple[str, ...] = tuple(
 # Read when present, for traceability of samples.
 OPTIONAL_COLUMNS: dict[Kind, str] = {"video": "clip_id", "image": "image_id"}
 REQUIRED_COLUMNS: dict[Kind, tuple[str, ...]] = {"video": VIDEO_COLUMNS, "image": IMAGE_READ_COLUMNS}
-KIND_NAMES: dict[Kind, str] = {"video": "a video clip manifest", "image": "an image manifest"}
 
 _SHARD_ORDER_STREAM = 1
 _BLOCK_ROWS_STREAM = 2
 
 
 @dataclass(frozen=True)
-class Manifest:
-    """Index of one manifest: its Parquet files and row groups, from footers only."""
+class ManifestIndex:
+    """Index of one source's manifest: its Parquet files and row groups, from footers only."""
 
     source: str
     uri: str
@@ -75,41 +74,33 @@ class Manifest:
 
     def read_group(self, group: int) -> pa.Table:
         """Read one row group, projected to ``columns``."""
-        fs = _arrow_filesystem(self.uri, self.storage_options)
+        fs, _ = arrow_filesystem(self.uri, self.storage_options)
         fragment = ds.ParquetFileFormat().make_fragment(
             self.files[self.group_file[group]], filesystem=fs, row_groups=[int(self.group_id[group])]
         )
         return fragment.to_table(columns=list(self.columns))
 
 
-def open_manifest(
+def index_manifest(
     source: str, uri: str, kind: Kind, storage_options: dict[str, Any] | None = None
-) -> Manifest:
-    """Index the manifest at ``uri`` for source ``source``, checking it exists, has the columns
-    of ``kind`` and has rows. Every problem is a one-line :class:`UserError`."""
+) -> ManifestIndex:
+    """Index the manifest at ``uri`` for source ``source``: it must exist, be finished, be of
+    ``kind`` with its columns, and have rows. Every problem is a one-line :class:`UserError`."""
     storage_options = dict(storage_options or {})
-    where = f"data source '{source}': manifest {uri}"
+    where = f"data source '{source}': manifest"
     try:
-        fs, path = fsspec.core.url_to_fs(uri, **storage_options)
-        if not fs.exists(path):
-            raise UserError(f"{where} does not exist")
-        clips = f"{path.rstrip('/')}/{CLIPS_DIR}"
-        if fs.isdir(path) and fs.isdir(clips):
-            if not fs.exists(f"{path.rstrip('/')}/{SUCCESS_FILE}"):
-                raise UserError(f"{where} has no {SUCCESS_FILE} marker (unfinished curation run?)")
-            path = clips
-        dataset = ds.dataset(path, format="parquet", filesystem=_arrow_filesystem(uri, storage_options))
-        names = set(dataset.schema.names)
-        found = _detect_kind(names)
-        if found is None:
+        manifest = open_manifest(uri, storage_options)
+        manifest.require_finished()
+        found = {"clips": "video", "images": "image"}.get(manifest.kind or "")
+        if found is None or not set(REQUIRED_COLUMNS[found]) <= manifest.columns:
             raise UserError(
-                f"{where} is neither {KIND_NAMES['video']} (columns {', '.join(VIDEO_COLUMNS)}) "
-                f"nor {KIND_NAMES['image']} (columns {', '.join(IMAGE_READ_COLUMNS)})"
+                f"{uri} is neither {KIND_NAMES['clips']} (columns {', '.join(VIDEO_COLUMNS)}) "
+                f"nor {KIND_NAMES['images']} (columns {', '.join(IMAGE_READ_COLUMNS)})"
             )
         if found != kind:
-            raise UserError(f"{where} is {KIND_NAMES[found]} but the source has kind '{kind}'")
+            raise UserError(f"{uri} is {KIND_NAMES[MANIFEST_KIND[found]]} but the source has kind '{kind}'")
         files, group_file, group_id, group_rows = [], [], [], []
-        for fragment in dataset.get_fragments():
+        for fragment in manifest.table.get_fragments():
             fragment.ensure_complete_metadata()
             files.append(fragment.path)
             for group in fragment.row_groups:
@@ -117,17 +108,17 @@ def open_manifest(
                     group_file.append(len(files) - 1)
                     group_id.append(group.id)
                     group_rows.append(group.num_rows)
-    except UserError:
-        raise
+    except UserError as exc:
+        raise UserError(f"{where} {exc}") from None
     except (OSError, ValueError, pa.ArrowException) as exc:
-        raise UserError(f"{where} cannot be read: {message_line(exc)}") from None
+        raise UserError(f"{where} {uri} cannot be read: {message_line(exc)}") from None
     if not group_rows:
-        raise UserError(f"{where} has no rows")
+        raise UserError(f"{where} {uri} has no rows")
     optional = OPTIONAL_COLUMNS[kind]
-    columns = REQUIRED_COLUMNS[kind] + ((optional,) if optional in names else ())
-    return Manifest(
+    columns = REQUIRED_COLUMNS[kind] + ((optional,) if optional in manifest.columns else ())
+    return ManifestIndex(
         source=source,
-        uri=uri,
+        uri=manifest.table_uri,
         kind=kind,
         columns=columns,
         files=tuple(files),
@@ -143,7 +134,7 @@ class ShardReader:
 
     def __init__(
         self,
-        manifest: Manifest,
+        manifest: ManifestIndex,
         rank: int,
         world_size: int,
         seed: int,
@@ -183,7 +174,7 @@ class ShardReader:
     def _layout(self, epoch: int) -> tuple[list[np.ndarray], np.ndarray]:
         """Segment indices of each block of ``epoch`` and each block's first position."""
         if epoch not in self._layouts:
-            rng = keyed_rng(self._seed, _SHARD_ORDER_STREAM, self._source_key, self.rank, epoch)
+            rng = keyed_numpy(self._seed, _SHARD_ORDER_STREAM, self._source_key, self.rank, epoch)
             blocks, sizes, block, size = [], [], [], 0
             for segment in rng.permutation(len(self._segments)):
                 block.append(segment)
@@ -211,7 +202,7 @@ class ShardReader:
             group, lo, count = self._segments[s]
             parts.append(self.manifest.read_group(group).slice(lo, count))
         table = pa.concat_tables(parts).combine_chunks()
-        rng = keyed_rng(self._seed, _BLOCK_ROWS_STREAM, self._source_key, self.rank, epoch, block)
+        rng = keyed_numpy(self._seed, _BLOCK_ROWS_STREAM, self._source_key, self.rank, epoch, block)
         entry = (table, rng.permutation(table.num_rows))
         self._blocks[key] = entry
         while len(self._blocks) > self._cached_blocks:
@@ -236,21 +227,7 @@ def _segments(group_rows: np.ndarray, start: int, length: int) -> list[tuple[int
     return segments
 
 
-def _detect_kind(names: set[str]) -> Kind | None:
-    for kind in ("video", "image"):
-        if set(REQUIRED_COLUMNS[kind]) <= names:
-            return kind
-    return None
-
-
-def _arrow_filesystem(uri: str, storage_options: dict[str, Any]) -> pafs.FileSystem:
-    fs, _ = fsspec.core.url_to_fs(uri, **storage_options)
-    if isinstance(fs, LocalFileSystem):
-        return pafs.LocalFileSystem()
-    return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
-
-
-def validate_sources(config: DataConfig) -> dict[str, Manifest]:
+def validate_sources(config: DataConfig) -> dict[str, ManifestIndex]:
     """Pre-flight check of every source, meant to run on the driver before any worker starts.
 
     Raises a one-line :class:`UserError` for a missing manifest, a manifest of the wrong kind, a
@@ -258,7 +235,7 @@ def validate_sources(config: DataConfig) -> dict[str, Manifest]:
     indexed manifests by source name.
     """
     manifests = {
-        s.name: open_manifest(s.name, s.manifest, s.kind, config.storage_options)
+        s.name: index_manifest(s.name, s.manifest, s.kind, config.storage_options)
         for s in config.sources
     }
     kinds: list[tuple[str, list[SourceConfig]]] = [("video", config.video_sources)]

@@ -1,0 +1,125 @@
+"""Shards: consecutive input videos whose rows are written together, the unit of resumption.
+
+:class:`ShardAssembler` collects the rows streaming out of the executor and says when all the
+videos of a shard are through; :func:`shard_tables` turns a finished shard's rows into its clips
+and rejects tables and its counts (:class:`ShardCounts`, summed over shards for ``run.json``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from curation.rows import SECONDS_PREFIX, SHARD, VIDEO_ROWS, Row
+from lavie.core.manifest import CLIP_SCHEMA, REJECT_SCHEMA
+
+
+@dataclass
+class ShardCounts:
+    """What one shard produced; summed over shards for run.json."""
+
+    inputs: int = 0
+    inputs_rejected: int = 0
+    clips_detected: int = 0
+    clips_kept: int = 0
+    clips_rejected: int = 0
+    frames_decoded: int = 0
+    rejects: Counter = field(default_factory=Counter)  # "stage/reason" → count
+    stage_seconds: Counter = field(default_factory=Counter)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "rejects": dict(self.rejects), "stage_seconds": dict(self.stage_seconds)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ShardCounts:
+        data = dict(data)
+        data["rejects"] = Counter(data.get("rejects", {}))
+        data["stage_seconds"] = Counter(data.get("stage_seconds", {}))
+        return cls(**data)
+
+    def __iadd__(self, other: ShardCounts) -> ShardCounts:
+        for key, value in other.__dict__.items():
+            setattr(self, key, getattr(self, key) + value)
+        return self
+
+
+class ShardAssembler:
+    """Collects streamed rows and says when a shard's videos are all through the pipeline."""
+
+    def __init__(self, videos: list[Row]) -> None:
+        self._pending: dict[int, set[str]] = defaultdict(set)
+        for video in videos:
+            self._pending[video[SHARD]].add(video["source_uri"])
+        self._rows: dict[int, list[Row]] = defaultdict(list)
+        self._seen: dict[str, int] = defaultdict(int)
+
+    def add(self, row: Row) -> tuple[bool, int | None]:
+        """Add a row; returns (its video finished, the shard that finished or None)."""
+        shard, uri = row[SHARD], row["source_uri"]
+        self._rows[shard].append(row)
+        self._seen[uri] += 1
+        if self._seen[uri] < row[VIDEO_ROWS]:
+            return False, None
+        self._pending[shard].discard(uri)
+        if self._pending[shard]:
+            return True, None
+        del self._pending[shard]
+        return True, shard
+
+    def take(self, shard: int) -> list[Row]:
+        return self._rows.pop(shard)
+
+
+def _clip_record(row: Row) -> dict[str, Any]:
+    return {name: row.get(name) for name in CLIP_SCHEMA.names}
+
+
+def _reject_record(row: Row) -> dict[str, Any]:
+    return {
+        "source_uri": row["source_uri"],
+        "clip_id": row.get("clip_id"),
+        "start_frame": row.get("start_frame"),
+        "end_frame": row.get("end_frame"),
+        "num_frames": row.get("num_frames"),
+        "height": row.get("height"),
+        "caption": row.get("caption"),
+        "stage": row["reject_stage"],
+        "reason": row["reject_reason"],
+        "detail": row.get("reject_detail"),
+    }
+
+
+def _sort_key(row: Row) -> tuple:
+    return (row["source_uri"], row.get("start_frame") or -1)
+
+
+def shard_tables(rows: list[Row]) -> tuple[pa.Table, pa.Table, ShardCounts]:
+    """Split a finished shard's rows into the clips and rejects tables, in a stable order."""
+    rows = sorted(rows, key=_sort_key)
+    kept = [_clip_record(r) for r in rows if r.get("reject_stage") is None]
+    rejected = [_reject_record(r) for r in rows if r.get("reject_stage") is not None]
+    counts = ShardCounts()
+    videos: dict[str, bool] = {}
+    for row in rows:
+        is_clip = row.get("clip_id") is not None
+        videos[row["source_uri"]] = videos.get(row["source_uri"], False) or is_clip
+        if row.get("reject_stage") is not None:
+            counts.rejects[f"{row['reject_stage']}/{row['reject_reason']}"] += 1
+        if is_clip:
+            counts.clips_detected += 1
+            counts.frames_decoded += int(row.get("num_frames") or 0)
+        for key, value in row.items():
+            if key.startswith(SECONDS_PREFIX) and value:
+                counts.stage_seconds[key.removeprefix(SECONDS_PREFIX)] += float(value)
+    counts.inputs = len(videos)
+    counts.inputs_rejected = sum(1 for has_clips in videos.values() if not has_clips)
+    counts.clips_kept = len(kept)
+    counts.clips_rejected = counts.clips_detected - counts.clips_kept
+    return (
+        pa.Table.from_pylist(kept, schema=CLIP_SCHEMA),
+        pa.Table.from_pylist(rejected, schema=REJECT_SCHEMA),
+        counts,
+    )

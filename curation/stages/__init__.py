@@ -1,1 +1,0 @@
-"""Curation stages: small functions over pipeline rows (`curation.rows`), one job each."""
