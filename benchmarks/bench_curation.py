@@ -90,7 +90,7 @@ def stage_scene_detection(paths: list[Path]) -> tuple[float, int, dict[str, list
 def single_process_detection(paths: list[Path]) -> tuple[float, int]:
     started, frames = time.perf_counter(), 0
     for path in paths:
-        frames += detect_scenes(str(path), SceneDetectionConfig())[1]
+        frames += detect_scenes(str(path), SceneDetectionConfig()).decoded
     return time.perf_counter() - started, frames
 
 

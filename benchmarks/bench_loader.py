@@ -14,7 +14,11 @@ Both decode exactly the same frames (the naive loader replays the loader's ``fra
 with one decoder thread and one torch thread, so clips per CPU-second is clips/s per core. The
 check compares the two outputs' mean absolute difference (different resamplers, same content).
 
-    .venv/bin/python benchmarks/bench_loader.py [--clips 12] [--rounds 3] [--frame-stride 3]
+``--codec av1`` encodes the clips in AV1, which decord cannot open: the loader then reads through
+the shared reader's PyAV fallback, and the naive loader decodes the range with PyAV at full
+resolution.
+
+    .venv/bin/python benchmarks/bench_loader.py [--clips 12] [--rounds 3] [--frame-stride 3] [--codec h264|av1]
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import av
 import decord
 import numpy as np
 import pyarrow.dataset as ds
@@ -36,7 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lavie.core.manifest import CLIPS_DIR  # noqa: E402
-from lavie.synthetic import clip_row, write_clip_manifest, write_pattern_video  # noqa: E402
+from lavie.core.video import write_video  # noqa: E402
+from lavie.synthetic import clip_row, write_clip_manifest  # noqa: E402
+from lavie.synthetic.videos import texture_frame  # noqa: E402
 from training.data import JointVideoImageDataset, parse_data_config  # noqa: E402
 from training.data.decode import center_crop, cover_size, resize_frames  # noqa: E402
 
@@ -44,22 +51,30 @@ WORK = ROOT / "benchmarks" / "_work" / "loader"
 WIDTH, HEIGHT, FPS, FRAMES = 1280, 720, 30, 60
 
 
-def generate(clips: int) -> Path:
+def generate(clips: int, codec: str) -> Path:
     """Clips and manifest under WORK (reused when already there)."""
     videos = []
     for i in range(clips):
-        path = WORK / "videos" / f"clip{i:03d}.mp4"
+        path = WORK / "videos" / (f"clip{i:03d}.mp4" if codec == "h264" else f"clip{i:03d}-{codec}.mp4")
         if not path.exists():
-            write_pattern_video(path.with_suffix(".tmp.mp4"), FRAMES, HEIGHT, WIDTH, FPS, "texture", gop=30)
+            frames = (texture_frame(k, HEIGHT, WIDTH) for k in range(FRAMES))
+            encoding = {"codec": "libsvtav1", "options": {"crf": "35", "preset": "10", "g": "30"}} if codec == "av1" else {}
+            write_video(path.with_suffix(".tmp.mp4"), frames, FPS, preset="veryfast", gop=30, **encoding)
             path.with_suffix(".tmp.mp4").rename(path)
         videos.append(path)
     rows = [clip_row(str(p), 0, FRAMES, float(FPS), WIDTH, HEIGHT, f"synthetic clip number {i}") for i, p in enumerate(videos)]
-    return write_clip_manifest(WORK / f"manifest-{clips}", rows)
+    return write_clip_manifest(WORK / f"manifest-{codec}-{clips}", rows)
 
 
 def naive_clip(uri: str, start: int, end: int, indices: list[int], height: int, width: int) -> torch.Tensor:
-    reader = decord.VideoReader(uri, num_threads=1)
-    frames = reader.get_batch(list(range(start, end))).asnumpy()  # full resolution, whole range
+    if uri.endswith("-av1.mp4"):  # decord cannot open AV1: PyAV decodes from the start
+        with av.open(uri) as container:
+            container.streams.video[0].thread_type = "SLICE"
+            decoded = [f.to_ndarray(format="rgb24") for _, f in zip(range(end), container.decode(video=0))]
+        frames = np.stack(decoded[start:end])
+    else:
+        reader = decord.VideoReader(uri, num_threads=1)
+        frames = reader.get_batch(list(range(start, end))).asnumpy()  # full resolution, whole range
     picked = torch.from_numpy(frames[np.asarray(indices) - start]).permute(0, 3, 1, 2)
     resized = resize_frames(picked, *cover_size(picked.shape[-2], picked.shape[-1], height, width))
     return center_crop(resized, height, width).contiguous()
@@ -79,12 +94,13 @@ def main() -> None:
     parser.add_argument("--frame-stride", type=int, default=3)
     parser.add_argument("--height", type=int, default=320)
     parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--codec", choices=["h264", "av1"], default="h264")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     t0 = time.perf_counter()
-    manifest = generate(args.clips)
-    print(f"clips: {args.clips} x {WIDTH}x{HEIGHT} H.264, {FRAMES} frames at {FPS} fps "
+    manifest = generate(args.clips, args.codec)
+    print(f"clips: {args.clips} x {WIDTH}x{HEIGHT} {args.codec}, {FRAMES} frames at {FPS} fps "
           f"(ready in {time.perf_counter() - t0:.1f} s); sample {args.num_frames} frames, "
           f"stride {args.frame_stride}, out {args.height}x{args.width}; 1 decoder thread, 1 torch thread")
     config = parse_data_config({

@@ -22,6 +22,7 @@ STEPS: tuple[Step, ...] = (
          needs=("frames",)),
     Step("caption", "caption", "map", "curation.steps.filters:filter_caption", section="filters"),
     Step("resolution", "resolution", "map", "curation.steps.filters:filter_min_height", section="filters"),
+    Step("training_decode", "decodes for training", "map", "curation.steps.training_decode:check_trainable"),
     Step("scoring", "scoring", "model", "curation.steps.scoring:ScoreClips", section="scoring", needs=("frames",)),
 )  # fmt: skip
 

@@ -1,9 +1,11 @@
 """The ``frames`` need: the frames a model step looks at, by default 10 %, 50 % and 90 % into each
 clip, as a 224×224 centre crop after a shortest-side resize (CLIP's input).
 
-decord seeks straight to the wanted frames and scales them in the decoder, so a clip costs a few
-frame decodes, not a pass over its whole range. The executor stores them in the row as bytes
-(one column type for kept rows and rejected ones, ``b""``, which Ray Data needs to batch them).
+They are read with the training stream's reader (:func:`lavie.core.video.open_video`: upright, by
+decode-order index; decord seeks straight to the wanted frames and scales them in the decoder),
+so a clip costs a few frame decodes, not a pass over its whole range. The executor stores them in
+the row as bytes (one column type for kept rows and rejected ones, ``b""``, which Ray Data needs
+to batch them).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import numpy as np
 
 from curation.rows import Row
 from curation.steps.base import Reject, StepContext
-from lavie.core.errors import first_line
-from lavie.core.storage import open_input
+from lavie.core.errors import message_line
+from lavie.core.video import VideoReadError, open_video
 
 FRAME_SIZE = 224
 
@@ -35,16 +37,13 @@ def _center_crop(frames: np.ndarray, side: int) -> np.ndarray:
 
 def sample_frames(row: Row, context: StepContext) -> bytes:
     """The raw bytes of the clip's ``(len(positions), 224, 224, 3)`` uint8 RGB frames."""
-    import decord
-
     width, height = _decode_size(row["width"], row["height"], FRAME_SIZE)
     indices = frame_indices(row["start_frame"], row["num_frames"], context.frame_positions)
     try:
-        with open_input(row["source_uri"], context.storage_options()) as source:
-            reader = decord.VideoReader(source, width=width, height=height, num_threads=1)
-            frames = reader.get_batch(indices).asnumpy()
-    except Exception as exc:  # noqa: BLE001 - decord and fsspec raise many types for a bad clip
-        raise Reject("frame_read_error", f"frames {indices}: {first_line(exc)}") from None
+        with open_video(row["source_uri"], context.storage_options(), size=(height, width)) as reader:
+            frames = reader.read(indices)
+    except VideoReadError as exc:
+        raise Reject("frame_read_error", f"frames {indices}: {message_line(exc)}") from None
     return np.ascontiguousarray(_center_crop(frames, FRAME_SIZE)).tobytes()
 
 

@@ -1,7 +1,9 @@
-"""Probe: a video's size, frame rate, frame count, duration and codec, read from its container.
+"""Probe: a video's displayed size, frame rate, frame count, duration and codec, from its container.
 
-Zero-byte, unreadable, non-video and undecodable files are rejected here; truncation that only
-shows while decoding is caught by scene detection, which decodes every frame.
+The size is as displayed: a phone video stored 1920x1080 with a 90-degree display rotation is
+1080 wide and 1920 high, which is what the resolution filter judges and what the training stream
+decodes (upright). Zero-byte, unreadable, non-video and undecodable files are rejected here;
+truncation that only shows while decoding is caught by scene detection, which decodes every frame.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from curation.rows import Row
 from curation.steps.base import Reject, StepContext
 from lavie.core.errors import first_line
 from lavie.core.storage import filesystem, open_input
+from lavie.core.video import displayed_size
 
 
 def probe_video(row: Row, config: None, context: StepContext) -> None:
@@ -35,12 +38,15 @@ def probe_video(row: Row, config: None, context: StepContext) -> None:
                 duration = float(stream.duration * stream.time_base)
             else:
                 duration = (container.duration or 0) / av.time_base
-            # Decoding one frame tells a real video from a file with a valid-looking header.
-            if next(container.decode(stream), None) is None:
+            # Decoding one frame tells a real video from a file with a valid-looking header, and
+            # brings the display rotation with it.
+            first = next(container.decode(stream), None)
+            if first is None:
                 raise Reject("no_frames", "the video stream holds no decodable frame")
+            width, height = displayed_size(stream.codec_context.width, stream.codec_context.height, first.rotation)
             row.update(
-                width=stream.codec_context.width,
-                height=stream.codec_context.height,
+                width=width,
+                height=height,
                 fps=fps,
                 num_frames=stream.frames or int(round(duration * fps)),
                 duration_sec=duration,

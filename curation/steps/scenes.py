@@ -4,17 +4,23 @@ Frames are decoded by PyAV straight to the analysis width through libswscale, in
 full-size BGR frames and shrinking them with OpenCV as PySceneDetect's own pipeline does. The
 analysis width defaults to 256, the width PySceneDetect's auto-downscale targets, so the cut list
 matches its command line's while decoding costs a fraction.
+
+Frames are numbered in decode order (the n-th frame decoded is frame n), for constant and
+variable frame rates alike: the numbers the training stream's reader uses. PySceneDetect's own
+numbering, the frame's time multiplied by the average rate, drifts off it on a variable frame
+rate (a 60-frame file can end at "frame 70"). Clip times come from the frames' real timestamps.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
-from scenedetect import AdaptiveDetector, ContentDetector
+from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode
 from scenedetect.backends.pyav import VideoStreamAv
 from scenedetect.scene_manager import get_scenes_from_cuts
 
@@ -54,6 +60,21 @@ class ScaledVideoStreamAv(VideoStreamAv):
     def frame_size(self) -> tuple[int, int]:
         return self._analysis_size
 
+    @property
+    def frame_seconds(self) -> float:
+        """Presentation time of the frame just read, in seconds."""
+        return float(self._frame.time or 0.0)
+
+    @property
+    def frame_duration(self) -> float | None:
+        """How long the frame just read is shown, when the container says."""
+        frame = self._frame
+        return float(frame.duration * frame.time_base) if frame.duration and frame.time_base else None
+
+    @property
+    def failures(self) -> int:
+        return self._decode_failures
+
     def read(self, decode: bool = True) -> np.ndarray | bool:
         if not super().read(decode=False):
             return False
@@ -76,26 +97,51 @@ def _detector(config: SceneDetectionConfig):
     return ContentDetector(threshold=config.threshold, min_scene_len=config.min_scene_len)
 
 
-def detect_scenes(source, config: SceneDetectionConfig, name: str = "") -> tuple[list[tuple[int, int]], int, int]:
-    """Scenes of one video as (start_frame, end_frame exclusive), frames decoded, decode failures.
+@dataclass(frozen=True)
+class DetectedScenes:
+    """The scenes of one video, as ``[start, end)`` decode-order frame ranges, and each decoded
+    frame's presentation time in seconds from the first frame."""
 
-    The detectors and the cut-to-scene logic are PySceneDetect's; the frame loop runs in the
-    calling thread rather than in SceneManager's decode thread, since the pipeline already runs
-    one such task per core and a second thread per task only adds contention.
+    scenes: list[tuple[int, int]]
+    times: list[float]
+    end_time: float  # when the last frame stops being shown
+    failures: int  # packets the decoder could not decode
+
+    @property
+    def decoded(self) -> int:
+        return len(self.times)
+
+    def span(self, start: int, end: int) -> tuple[float, float]:
+        """(start_sec, end_sec) of the frames ``[start, end)``."""
+        return self.times[start], self.times[end] if end < len(self.times) else self.end_time
+
+
+def detect_scenes(source, config: SceneDetectionConfig, name: str = "") -> DetectedScenes:
+    """The scenes of one video (see :class:`DetectedScenes`).
+
+    The detectors and the cut-to-scene logic are PySceneDetect's, fed frame numbers counted in
+    decode order; the frame loop runs in the calling thread rather than in SceneManager's decode
+    thread, since the pipeline already runs one such task per core and a second thread per task
+    only adds contention.
     """
     stream = ScaledVideoStreamAv(source, config, name=name)
+    rate = stream.frame_rate
     detector = _detector(config)
-    cuts, first = [], None
+    cuts, times, duration = [], [], None
     while (frame := stream.read()) is not False:
-        position = stream.position
-        first = position if first is None else first
-        cuts += detector.process_frame(position, frame)
-    if first is None:
-        return [], 0, stream._decode_failures
-    last = stream.position
-    cuts += detector.post_process(last)
-    scenes = get_scenes_from_cuts(sorted(set(cuts)), start_pos=first, end_pos=last + 1)
-    return [(start.frame_num, end.frame_num) for start, end in scenes], stream.frame_number, stream._decode_failures
+        cuts += detector.process_frame(FrameTimecode(len(times), rate), frame)
+        times.append(stream.frame_seconds)
+        duration = stream.frame_duration
+    if not times:
+        return DetectedScenes([], [], 0.0, stream.failures)
+    cuts += detector.post_process(FrameTimecode(len(times) - 1, rate))
+    start, end = FrameTimecode(0, rate), FrameTimecode(len(times), rate)
+    scenes = [(a.frame_num, b.frame_num) for a, b in get_scenes_from_cuts(sorted(set(cuts)), start_pos=start, end_pos=end)]
+    origin = times[0]
+    times = [t - origin for t in times]
+    if duration is None:  # the last frame lasts as long as the one before it, or one average frame
+        duration = times[-1] - times[-2] if len(times) > 1 else 1.0 / float(rate)
+    return DetectedScenes(scenes, times, times[-1] + duration, stream.failures)
 
 
 def split_into_clips(row: Row, config: SceneDetectionConfig, context: StepContext) -> list[dict[str, Any]]:
@@ -103,19 +149,19 @@ def split_into_clips(row: Row, config: SceneDetectionConfig, context: StepContex
     uri = row["source_uri"]
     try:
         with open_input(uri, context.storage_options()) as source:
-            scenes, decoded, failures = detect_scenes(source, config, name=uri)
+            detected = detect_scenes(source, config, name=uri)
     except Exception as exc:  # noqa: BLE001 - PyAV and PySceneDetect raise many types for a bad file
         raise Reject("decode_error", first_line(exc)) from None
+    decoded = detected.decoded
     declared = row["num_frames"] or decoded
     if decoded < TRUNCATION_TOLERANCE * declared:
         raise Reject("truncated", f"decoded {decoded} of {declared} declared frames")
-    if not scenes:
-        raise Reject("no_frames", f"no scene in {decoded} decoded frames ({failures} failed)")
+    if not detected.scenes:
+        raise Reject("no_frames", f"no scene in {decoded} decoded frames ({detected.failures} failed)")
     metadata = VideoMetadata.from_record(json.loads(row[METADATA]))
-    fps = row["fps"]
     clips = []
-    for start, end in scenes:
-        start_sec, end_sec = start / fps, end / fps
+    for start, end in detected.scenes:
+        start_sec, end_sec = detected.span(start, end)
         caption = metadata.caption_for(start_sec, end_sec)
         clips.append({
             "clip_id": clip_id_for(uri, start),
@@ -127,5 +173,7 @@ def split_into_clips(row: Row, config: SceneDetectionConfig, context: StepContex
             "start_sec": start_sec,
             "end_sec": end_sec,
             "duration_sec": end_sec - start_sec,
+            # The clip's average rate (exactly the nominal rate of a constant-rate file).
+            "fps": round((end - start) / (end_sec - start_sec), 6) if end_sec > start_sec else row["fps"],
         })  # fmt: skip
     return clips

@@ -24,6 +24,7 @@ from lavie.core.storage import redact_command_line
 COMMAND_MODULES = (
     "lavie.cli.curate",
     "lavie.cli.stats",
+    "lavie.cli.check",
     "lavie.cli.train",
     "lavie.cli.jobs",
 )

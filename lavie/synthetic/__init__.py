@@ -24,6 +24,7 @@ from lavie.synthetic.videos import (
     index_frame,
     index_level,
     level_index,
+    scene_frames,
     write_pattern_video,
     write_scene_video,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "index_level",
     "level_index",
     "prepare_training_inputs",
+    "scene_frames",
     "write_clip_manifest",
     "write_image",
     "write_image_manifest",

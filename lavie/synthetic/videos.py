@@ -13,9 +13,10 @@
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -70,6 +71,13 @@ def scene_frame(seed: int, index: int, width: int, height: int) -> np.ndarray:
     return frame
 
 
+def scene_frames(scene_lengths: tuple[int, ...], width: int, height: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """Every frame of a scene video, in order: what :func:`write_scene_video` encodes."""
+    for scene, length in enumerate(scene_lengths):
+        for i in range(length):
+            yield scene_frame(seed * 1000 + scene, i, width, height)
+
+
 def write_scene_video(
     path: str | Path,
     scene_lengths: tuple[int, ...],
@@ -79,20 +87,18 @@ def write_scene_video(
     seed: int = 0,
     faststart: bool = False,
     preset: str = "ultrafast",
+    **encoding: Any,
 ) -> SyntheticVideo:
-    """Write an H.264 mp4 whose scenes have exactly ``scene_lengths`` frames.
+    """Write a video whose scenes have exactly ``scene_lengths`` frames (H.264 mp4 by default).
 
     ``faststart`` puts the index before the frames, as streaming sites do; such a file cut short
     still opens and declares all its frames, which is what a truncated download looks like.
     ``preset`` is x264's: "ultrafast" (quick to write, no deblocking, no B-frames) for tests,
-    "veryfast" or slower for files that decode like real web video.
+    "veryfast" or slower for files that decode like real web video. Other keywords go to
+    :func:`lavie.core.video.write_video` (``codec``, ``pix_fmt``, ``options``, ``timestamps`` for
+    a variable frame rate, ``rotation`` for a display rotation).
     """
-    frames = (
-        scene_frame(seed * 1000 + scene, i, width, height)
-        for scene, length in enumerate(scene_lengths)
-        for i in range(length)
-    )
-    write_video(path, frames, fps, crf=23, preset=preset, faststart=faststart)
+    write_video(path, scene_frames(scene_lengths, width, height, seed), fps, crf=encoding.pop("crf", 23), preset=preset, faststart=faststart, **encoding)
     return SyntheticVideo(Path(path), width, height, fps, tuple(scene_lengths))
 
 

@@ -22,14 +22,15 @@ def video(tmp_path_factory):
 
 @pytest.mark.parametrize("detector", ["content", "adaptive"])
 def test_cuts_are_exact(video, detector):
-    scenes, decoded, failures = detect_scenes(str(video.path), SceneDetectionConfig(detector=detector))
-    assert scenes == video.scenes == [(0, 45), (45, 75), (75, 135), (135, 160)]
-    assert (decoded, failures) == (160, 0)
+    detected = detect_scenes(str(video.path), SceneDetectionConfig(detector=detector))
+    assert detected.scenes == video.scenes == [(0, 45), (45, 75), (75, 135), (135, 160)]
+    assert (detected.decoded, detected.failures) == (160, 0)
+    assert detected.span(45, 75) == pytest.approx((45 / 24, 75 / 24)) and detected.end_time == pytest.approx(160 / 24)
 
 
 def test_scenes_shorter_than_min_scene_len_are_merged(tmp_path):
     short = write_scene_video(tmp_path / "s.mp4", (40, 8, 40), 640, 360, seed=3)
-    scenes, _, _ = detect_scenes(str(short.path), SceneDetectionConfig(min_scene_len=15))
+    scenes = detect_scenes(str(short.path), SceneDetectionConfig(min_scene_len=15)).scenes
     assert len(scenes) == 2 and scenes[0][0] == 0 and scenes[-1][1] == 88
 
 
@@ -42,6 +43,6 @@ def test_same_cut_list_as_the_scenedetect_command_line(video, tmp_path):
         rows = list(csv.reader(f))
     header = next(i for i, r in enumerate(rows) if r and r[0] == "Scene Number")
     cli_starts = [int(r[1]) - 1 for r in rows[header + 1 :] if r]  # the CLI numbers frames from 1
-    ours = [start for start, _ in detect_scenes(str(video.path), SceneDetectionConfig())[0]]
+    ours = [start for start, _ in detect_scenes(str(video.path), SceneDetectionConfig()).scenes]
     assert len(cli_starts) == len(ours)
     assert all(abs(a - b) <= 1 for a, b in zip(cli_starts, ours))

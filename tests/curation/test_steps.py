@@ -36,11 +36,13 @@ def _video_row(uri: str, metadata: VideoMetadata | None = None) -> dict:
 
 # --------------------------------------------------------------------------- declarations
 def test_the_declared_steps_give_the_stages_and_the_funnel_titles():
-    assert STAGES == ("input", "probe", "scene_detect", "min_frames", "captioner", "caption", "resolution", "scoring")
+    assert STAGES == (
+        "input", "probe", "scene_detect", "min_frames", "captioner", "caption", "resolution", "training_decode", "scoring",
+    )  # fmt: skip
     assert INPUT_STAGES == ("input", "probe", "scene_detect") and CLIP_STAGES == STAGES[3:]
     assert len(set(TITLES.values())) == len(TITLES)  # no two funnel rows look alike
     assert [s.name for s in active_steps(CurationConfig())] == [
-        "probe", "scene_detect", "min_frames", "caption", "resolution",
+        "probe", "scene_detect", "min_frames", "caption", "resolution", "training_decode",
     ]  # fmt: skip
     scoring = CurationConfig.model_validate({"scoring": {"clip_checkpoint": "c", "aesthetic_mlp": "m"}})
     assert "scoring" in [s.name for s in active_steps(scoring)]
@@ -202,3 +204,13 @@ def test_the_shard_assembler_waits_for_every_row_of_every_video():
     assert clips.column("clip_id").to_pylist() == ["a0", "a1"] and rejects.column("stage").to_pylist() == ["min_frames"]
     assert (counts.inputs, counts.inputs_rejected, counts.clips_detected, counts.clips_kept) == (2, 0, 3, 2)
     assert counts.rejects == {"min_frames/too_short": 1}
+
+
+def test_probe_gives_the_displayed_size_which_the_resolution_filter_judges(tmp_path):
+    """A phone video: stored 320x180 with a 90-degree display rotation, shown 180 wide, 320 high."""
+    video = write_scene_video(tmp_path / "phone.mp4", (20,), 320, 180, rotation=90).path
+    row = _video_row(str(video))
+    run_map_step(row, step=STEP["probe"], config=None, context=CONTEXT)
+    assert (row["width"], row["height"]) == (180, 320)
+    run_map_step(row, step=STEP["resolution"], config=FilterConfig(min_height=300), context=CONTEXT)
+    assert row["reject_stage"] is None  # 320 high as displayed, though stored 180 high

@@ -1,8 +1,10 @@
 """Video and image decoding, resized (aspect preserved) to cover the output size, then centre-cropped.
 
-Videos: decord's decoder scales each frame straight to the smallest size that covers the crop
-(when the manifest gives the source size), and ``get_batch`` fetches only the frames the sample
-uses; full-resolution frames are never materialised. Images: JPEGs are decoded at a reduced DCT
+Videos: :func:`lavie.core.video.open_video`, the reader curation checks every kept clip with:
+frames by decode-order index, upright. Where decord opens the file (nearly always), its decoder
+scales each frame straight to the smallest size that covers the crop (when the manifest gives the
+displayed size) and fetches only the frames the sample uses, so full-resolution frames are never
+materialised; PyAV decodes what decord cannot (AV1). Images: JPEGs are decoded at a reduced DCT
 scale (``Image.draft``) when that still covers the crop, then resized with PIL.
 
 Every failure to read or decode is raised as :class:`SkipSample`, which the dataset counts.
@@ -15,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-import decord
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,7 @@ from PIL import Image
 from lavie.core.errors import message_line
 from lavie.core.manifest import clip_id_for, image_id_for
 from lavie.core.storage import open_input
+from lavie.core.video import VideoReadError, open_video
 
 if TYPE_CHECKING:
     from training.data.config import DataConfig
@@ -135,15 +137,13 @@ def load_clip(
         else None
     )
     try:
-        reader = _open_video(uri, decode_size, spec)
-        if end > len(reader):
-            raise SkipSample("undecodable", f"clip ends at frame {end}, file has {len(reader)}")
-        indices = plan_frames(spec, start, end, fps or reader.get_avg_fps(), offset_fraction)
-        frames = torch.from_numpy(reader.get_batch(indices).asnumpy()).permute(0, 3, 1, 2)
-    except SkipSample:
-        raise
-    except Exception as exc:  # decord and fsspec raise many types; all mean "cannot use this clip"
-        raise SkipSample("undecodable", f"{uri}: {type(exc).__name__}: {message_line(exc)}") from None
+        with open_video(uri, spec.storage_options, size=decode_size, threads=spec.decode_threads) as reader:
+            if end > len(reader):
+                raise SkipSample("undecodable", f"clip ends at frame {end}, file has {len(reader)}")
+            indices = plan_frames(spec, start, end, fps or reader.fps, offset_fraction)
+            frames = torch.from_numpy(reader.read(indices)).permute(0, 3, 1, 2)
+    except VideoReadError as exc:
+        raise SkipSample("undecodable", message_line(exc)) from None
     if decode_size is None or tuple(frames.shape[-2:]) != decode_size:
         frames = resize_frames(frames, *cover_size(*frames.shape[-2:], spec.height, spec.width))
     return center_crop(frames, spec.height, spec.width).contiguous(), indices
@@ -202,13 +202,6 @@ def resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor
         frames.float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False
     )
     return resized.round_().clamp_(0, 255).to(torch.uint8)
-
-
-def _open_video(uri: str, size: tuple[int, int] | None, spec: ClipSpec) -> decord.VideoReader:
-    height, width = size if size else (-1, -1)
-    # decord reads a file-like object fully into memory: remote clips are fetched whole.
-    with open_input(uri, spec.storage_options) as source:
-        return decord.VideoReader(source, width=width, height=height, num_threads=spec.decode_threads)
 
 
 def _wh(size: Sequence[int]) -> tuple[int, int]:
