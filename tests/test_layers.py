@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("lavie", "curation", "training", "cascade", "ray_jobs")
+PACKAGES = ("lavie", "curation", "training", "evaluation", "cascade", "ray_jobs")
 
 
 def _lint(root: Path) -> subprocess.CompletedProcess:
