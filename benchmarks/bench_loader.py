@@ -1,14 +1,14 @@
 """Benchmark the training clip loader against a naive decord loader, per CPU core.
 
-Generates (once, cached) a dozen 1280x720 H.264 clips of 2 s at 30 fps under
+Generates (once, cached) a dozen 1280x720 H.264 clips (default: 60 frames at 30 fps) under
 ``benchmarks/_work/loader/`` and a clip manifest over them, then times, side by side in one
 process, alternating rounds:
 
 * ``loader``: :class:`training.data.JointVideoImageDataset` (video only, M = 0): decord scales
   frames in the decoder to the smallest size covering the crop, ``get_batch`` fetches only the
-  16 sampled frames, then a centre crop;
-* ``naive``: decord at full resolution decodes the clip's whole frame range, the 16 sampled
-  frames are picked, resized (antialiased bilinear) and centre-cropped in torch.
+  sampled frames, then a centre crop;
+* ``naive``: decord at full resolution decodes the clip's whole frame range, the sampled frames
+  are picked, resized (antialiased bilinear) and centre-cropped in torch.
 
 Both decode exactly the same frames (the naive loader replays the loader's ``frame_indices``)
 with one decoder thread and one torch thread, so clips per CPU-second is clips/s per core. The
@@ -19,6 +19,12 @@ the shared reader's PyAV fallback, and the naive loader decodes the range with P
 resolution.
 
     .venv/bin/python benchmarks/bench_loader.py [--clips 12] [--rounds 3] [--frame-stride 3] [--codec h264|av1]
+
+The interpolation model's sample, a window of 61 consecutive frames at 24 fps (every frame of
+the range is used, so the naive loader decodes no extra frame and the difference is the decoder
+scaling alone), from 3 s clips at 24 fps::
+
+    .venv/bin/python benchmarks/bench_loader.py --clip-frames 72 --fps 24 --num-frames 61 --target-fps 24
 """
 
 from __future__ import annotations
@@ -48,22 +54,27 @@ from training.data import JointVideoImageDataset, parse_data_config  # noqa: E40
 from training.data.decode import center_crop, cover_size, resize_frames  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "_work" / "loader"
-WIDTH, HEIGHT, FPS, FRAMES = 1280, 720, 30, 60
+WIDTH, HEIGHT = 1280, 720
 
 
-def generate(clips: int, codec: str) -> Path:
+def generate(clips: int, codec: str, frames: int, fps: int) -> Path:
     """Clips and manifest under WORK (reused when already there)."""
+    layout = "" if (frames, fps) == (60, 30) else f"-{frames}f{fps}"  # the default clips keep their names
+    suffix = f"{layout}{'' if codec == 'h264' else '-' + codec}"
     videos = []
     for i in range(clips):
-        path = WORK / "videos" / (f"clip{i:03d}.mp4" if codec == "h264" else f"clip{i:03d}-{codec}.mp4")
+        path = WORK / "videos" / f"clip{i:03d}{suffix}.mp4"
         if not path.exists():
-            frames = (texture_frame(k, HEIGHT, WIDTH) for k in range(FRAMES))
+            pixels = (texture_frame(k, HEIGHT, WIDTH) for k in range(frames))
             encoding = {"codec": "libsvtav1", "options": {"crf": "35", "preset": "10", "g": "30"}} if codec == "av1" else {}
-            write_video(path.with_suffix(".tmp.mp4"), frames, FPS, preset="veryfast", gop=30, **encoding)
+            write_video(path.with_suffix(".tmp.mp4"), pixels, fps, preset="veryfast", gop=30, **encoding)
             path.with_suffix(".tmp.mp4").rename(path)
         videos.append(path)
-    rows = [clip_row(str(p), 0, FRAMES, float(FPS), WIDTH, HEIGHT, f"synthetic clip number {i}") for i, p in enumerate(videos)]
-    return write_clip_manifest(WORK / f"manifest-{codec}-{clips}", rows)
+    rows = [
+        clip_row(str(p), 0, frames, float(fps), WIDTH, HEIGHT, f"synthetic clip number {i}")
+        for i, p in enumerate(videos)
+    ]
+    return write_clip_manifest(WORK / f"manifest{suffix or '-h264'}-{clips}", rows)
 
 
 def naive_clip(uri: str, start: int, end: int, indices: list[int], height: int, width: int) -> torch.Tensor:
@@ -92,6 +103,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--num-frames", type=int, default=16)
     parser.add_argument("--frame-stride", type=int, default=3)
+    parser.add_argument(
+        "--target-fps",
+        type=float,
+        help="sample at this rate instead of --frame-stride, frames distinct (the interpolation model's window)",
+    )
+    parser.add_argument("--clip-frames", type=int, default=60, help="frames of each generated clip")
+    parser.add_argument("--fps", type=int, default=30, help="frame rate of the generated clips")
     parser.add_argument("--height", type=int, default=320)
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--codec", choices=["h264", "av1"], default="h264")
@@ -99,18 +117,20 @@ def main() -> None:
     torch.set_num_threads(1)
 
     t0 = time.perf_counter()
-    manifest = generate(args.clips, args.codec)
-    print(f"clips: {args.clips} x {WIDTH}x{HEIGHT} {args.codec}, {FRAMES} frames at {FPS} fps "
+    manifest = generate(args.clips, args.codec, args.clip_frames, args.fps)
+    rate = {"target_fps": args.target_fps} if args.target_fps else {"frame_stride": args.frame_stride}
+    print(f"clips: {args.clips} x {WIDTH}x{HEIGHT} {args.codec}, {args.clip_frames} frames at {args.fps} fps "
           f"(ready in {time.perf_counter() - t0:.1f} s); sample {args.num_frames} frames, "
-          f"stride {args.frame_stride}, out {args.height}x{args.width}; 1 decoder thread, 1 torch thread")
+          f"{', '.join(f'{k} {v:g}' for k, v in rate.items())}, out {args.height}x{args.width}; "
+          "1 decoder thread, 1 torch thread")
     config = parse_data_config({
         "sources": [{"name": "bench", "kind": "video", "manifest": str(manifest), "schedule": [[0, 1.0]]}],
-        "num_frames": args.num_frames, "frame_stride": args.frame_stride,
+        "num_frames": args.num_frames, **rate,
         "height": args.height, "width": args.width, "images_per_sample": 0, "decode_threads": 1,
     })  # fmt: skip
 
     def run_loader() -> list[dict]:
-        stream = iter(JointVideoImageDataset(config))
+        stream = iter(JointVideoImageDataset(config, distinct_frames=args.target_fps is not None))
         return [next(stream) for _ in range(args.clips)]
 
     samples = run_loader()  # warm-up, and the frames both loaders decode

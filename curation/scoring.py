@@ -1,9 +1,9 @@
 """The scoring models: CLIP (open_clip) and the LAION improved aesthetic predictor.
 
 Weights are local files only (no hub): an open_clip checkpoint and the predictor's state dict,
-each ``.safetensors`` or a torch file loaded with ``weights_only=True`` (no arbitrary unpickling).
-The CLIP architecture is an open_clip model name (e.g. ``ViT-L-14``) or the path of an open_clip
-model-config JSON, which is how tests build tiny models through this same code path.
+read through :mod:`lavie.core.weights` (tensors only, one-line errors). The CLIP architecture is an
+open_clip model name (e.g. ``ViT-L-14``) or the path of an open_clip model-config JSON, which is
+how tests build tiny models through this same code path.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lavie.core.errors import UserError, message_line
+from lavie.core.errors import UserError
+from lavie.core.weights import load_open_clip, load_state_dict
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -44,28 +45,6 @@ class AestheticPredictor(nn.Module):
         return self.layers(embedding).squeeze(-1)
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors from a .safetensors or torch file, never unpickling arbitrary objects."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: weights file not found")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # the loaders raise many types for a damaged file
-        raise UserError(f"{path}: cannot read weights: {message_line(exc)[:200]}") from None
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"{path}: not a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
 def load_aesthetic_predictor(path: str | Path) -> AestheticPredictor:
     state = load_state_dict(path)
     if "layers.0.weight" not in state:
@@ -78,35 +57,14 @@ def load_aesthetic_predictor(path: str | Path) -> AestheticPredictor:
     return model.eval()
 
 
-def _model_name(clip_model: str) -> str:
-    import open_clip
-
-    if clip_model.endswith(".json"):
-        if not Path(clip_model).is_file():
-            raise UserError(f"{clip_model}: open_clip model config not found")
-        open_clip.add_model_config(clip_model)
-        return Path(clip_model).stem
-    if clip_model not in open_clip.list_models():
-        raise UserError(f"unknown open_clip model '{clip_model}' (give a model name or a config .json path)")
-    return clip_model
-
-
 def load_clip(clip_model: str, checkpoint: str | Path):
     """(model, tokenizer, image_size) for an open_clip architecture with local weights."""
     import open_clip
 
-    name = _model_name(clip_model)
-    model = open_clip.create_model(name, pretrained=None, load_weights=False)
-    state = load_state_dict(checkpoint)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("attn_mask")]
-    if missing or unexpected:
-        first = (missing or unexpected)[0]
-        kind = "missing" if missing else "unexpected"
-        raise UserError(f"{checkpoint}: does not fit open_clip '{name}': {kind} key '{first}'")
+    model, name = load_open_clip(clip_model, checkpoint)
     image_size = model.visual.image_size
     image_size = image_size[0] if isinstance(image_size, (tuple, list)) else image_size
-    return model.eval(), open_clip.get_tokenizer(name), int(image_size)
+    return model, open_clip.get_tokenizer(name), int(image_size)
 
 
 class ClipScorer:

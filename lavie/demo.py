@@ -3,7 +3,8 @@
 Generates a small raw-video corpus with captions and categories (plus a few broken files), curates
 it into Parquet manifests, writes the statistics report (`lavie stats`), trains a tiny base model
 on the curated clips plus generated images (`lavie train tiny-cpu`: 2 workers, ZeRO-2) and exports
-it as a `cascade.models` folder, and prints where everything is.
+it as a `cascade.models` folder, assembles a cascade folder from it and generates a video with
+`lavie generate`, and prints where everything is.
 """
 
 from __future__ import annotations
@@ -87,6 +88,17 @@ def main() -> None:
         raise SystemExit("[demo] lavie train failed")
     export = root / "runs" / "tiny-cpu" / "export"
 
+    cascade = root / "cascade"
+    print(f"[demo] assembling a cascade folder from the trained model → {cascade}")
+    if lavie(["cascade", "assemble", "--out", str(cascade), "--sd", str(root / "tiny-sd"), "--base", str(export)]) != 0:
+        raise SystemExit("[demo] lavie cascade assemble failed")
+    generated = root / "generated"
+    print(f"[demo] generating a video from the trained model → {generated}")
+    if lavie(["generate", "--models", str(cascade), "--prompt", CAPTIONS[0], "--stages", "base", "--num-frames", "8",
+              "--height", "64", "--width", "64", "--steps", "25", "--out", str(generated)]) != 0:  # fmt: skip
+        raise SystemExit("[demo] lavie generate failed")
+    video = next((generated / "videos").glob("*.mp4"))
+
     print("[demo] outputs:")
     print(f"  clip manifest     {curated / 'clips'}")
     print(f"  rejects           {curated / 'rejects'}")
@@ -95,6 +107,9 @@ def main() -> None:
     print(f"  stats numbers     {report / 'stats.json'}")
     print(f"  training run      {root / 'runs' / 'tiny-cpu'} (checkpoints; logs/ holds metrics JSON lines and TensorBoard events)")
     print(f"  trained model     {export / 'raw'} and {export / 'ema'} (cascade.models folders)")
+    print(f"  cascade folder    {cascade}")
+    print(f"  gallery           {generated / 'index.html'}")
+    print(f"  generated video   {video}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread in this process, as in each single-CPU Ray worker: no oversubscription
+    of a 2-core machine, and in-process numbers computed like the workers' ones."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[str]:
     """An embedded local Ray; yields its GCS address so subprocess drivers can join it."""

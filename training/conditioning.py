@@ -5,7 +5,8 @@ and ``images`` (B, M, 3, H, W) uint8, captions as strings) into the UNet's input
 
 * latents ``(B, 4, T + M, h, w)``: the video frames first, then the M images (the layout
   ``BaseUNet3DModel.forward(num_image_frames=M)`` expects), sampled from the VAE posterior
-  and multiplied by the VAE's ``scaling_factor``;
+  and multiplied by the VAE's ``scaling_factor`` (and the posterior means, scaled alike: what
+  the conditioned models take as their clean conditioning latents, as the pipelines do);
 * text embeddings ``(B, T + M, L, D)``: the video caption for each video frame, each image's own
   caption for its frame (the CLIP text encoder's last hidden state, as SD uses);
 * captions replaced by ``""`` with probability ``caption_dropout`` (classifier-free guidance), each
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cascade.encoders import encode_prompts, vae_moments
 from training import rng
 from training.latent_store import LatentStore
 
@@ -36,6 +38,7 @@ from training.latent_store import LatentStore
 @dataclass
 class UNetInputs:
     latents: torch.Tensor  # (B, C, T + M, h, w)
+    mean_latents: torch.Tensor  # (B, C, T + M, h, w), the posterior means
     context: torch.Tensor  # (B, T + M, L, D)
     num_video_frames: int
     num_image_frames: int
@@ -77,20 +80,12 @@ class Conditioner:
         self.vae.to(self.device).eval().requires_grad_(False)
         self.scaling_factor = float(self.vae.config.scaling_factor)
         self.vae_batch_frames = vae_batch_frames
-        self.max_length = min(self.tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings)
         self.store = latent_store
 
     # ------------------------------------------------------------------ text
-    @torch.no_grad()
     def encode_text(self, captions: Sequence[str]) -> torch.Tensor:
         """``(N, L, D)`` last hidden states for ``N`` captions; identical captions encoded once."""
-        unique = sorted(set(captions))
-        tokens = self.tokenizer(
-            unique, padding="max_length", max_length=self.max_length, truncation=True, return_tensors="pt"
-        )
-        hidden = self.text_encoder(tokens.input_ids.to(self.device))[0]
-        index = torch.tensor([unique.index(c) for c in captions], device=hidden.device)
-        return hidden.index_select(0, index)
+        return encode_prompts(self.tokenizer, self.text_encoder, captions, self.device)
 
     # ------------------------------------------------------------------ pixels
     @torch.no_grad()
@@ -151,6 +146,7 @@ class Conditioner:
         generator = rng.keyed_generator(seed, rng.VAE_SAMPLE, step, rank, micro, device=self.device)
         moments = torch.cat([video_m, image_m], dim=1)  # (B, T + M, 2C, h, w)
         latents = self.sample(moments.flatten(0, 1), generator).unflatten(0, (b, t + m))
+        means = moments.chunk(2, dim=2)[0] * self.scaling_factor
 
         captions = list(batch["video_caption"]) + [c for per in batch["image_captions"] for c in per]
         kept, dropped = drop_captions(
@@ -162,19 +158,9 @@ class Conditioner:
         context = torch.cat([video_ctx, image_ctx], dim=1)
         return UNetInputs(
             latents=latents.transpose(1, 2).contiguous(),  # (B, C, T + M, h, w)
+            mean_latents=means.transpose(1, 2).contiguous(),
             context=context.contiguous(),
             num_video_frames=t,
             num_image_frames=m,
             dropped_captions=dropped,
         )
-
-
-@torch.no_grad()
-def vae_moments(vae: Any, frames: torch.Tensor, batch_frames: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """VAE posterior parameters ``(N, 2C, h, w)`` of uint8 frames ``(N, 3, H, W)``, ``batch_frames``
-    at a time (the trainer's conditioner and the precompute job both encode through this)."""
-    out = []
-    for chunk in frames.split(batch_frames):
-        pixels = chunk.to(device, non_blocking=True).to(dtype) / 127.5 - 1.0
-        out.append(vae.encode(pixels).latent_dist.parameters)
-    return torch.cat(out)

@@ -6,7 +6,7 @@ A YAML file maps one-to-one onto :class:`TrainConfig`; every section but ``model
     model:      {kind: base, pretrained: sd-folder, unet: null, options: {}}
     data:       {...}                                  # training.data.DataConfig, unchanged
     loader:     {micro_batch_size: 1, num_workers: 0}
-    objective:  {prediction_type: epsilon, image_loss_weight: 1.0}
+    objective:  {prediction_type: null, image_loss_weight: 1.0}    # null: the kind's default
     optimizer:  {lr: 1.0e-4, betas: [0.9, 0.999], eps: 1.0e-8, weight_decay: 0.01}
     lr_schedule: {kind: constant, warmup_steps: 0}
     deepspeed:  {zero_stage: 2, offload_optimizer: false, bf16: true, grad_clip: 1.0, grad_accum: 1}
@@ -39,7 +39,7 @@ from pydantic import Field, field_validator, model_validator
 
 from lavie.core.config import StrictModel as _Strict
 from lavie.core.config import load_config, one_of, parse_override
-from lavie.core.storage import SealedOptions, is_local, local_path
+from lavie.core.storage import SealedOptions, is_local, local_path, normalize_options, split_secrets
 from training.data.config import DataConfig
 from training.latent_store import LatentStore, vae_fingerprint
 from training.specs import SPECS, spec_class
@@ -77,9 +77,10 @@ class LoaderSection(_Strict):
 
 class ObjectiveSection(_Strict):
     """L = MSE(video frames) + image_loss_weight * MSE(image frames) on the DDPM schedule of the
-    SD folder's ``scheduler/`` config (paper, eq. 3)."""
+    SD folder's ``scheduler/`` config (paper, eq. 3). ``prediction_type`` unset: the kind's own
+    (v-prediction for the VSR model, as its x4 upscaler; ε-prediction otherwise)."""
 
-    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
+    prediction_type: Literal["epsilon", "v_prediction"] | None = None
     image_loss_weight: float = Field(1.0, ge=0.0)
 
 
@@ -278,15 +279,22 @@ def resolve_paths(config: TrainConfig, root: Path) -> TrainConfig:
 
 
 # --------------------------------------------------------------------------- to Ray workers
+def public_dump(config: TrainConfig) -> dict[str, Any]:
+    """The config as plain data without the credentials of its storage options (what may be
+    shown or stored: Ray's train state, the checkpoints' trainer state)."""
+    public = config.model_dump(mode="json")
+    for section in ("data", "run"):
+        public[section]["storage_options"] = split_secrets(normalize_options(public[section]["storage_options"]))[0]
+    return public
+
+
 def seal(config: TrainConfig) -> dict[str, Any]:
-    """The config as it travels to Ray (Train workers, actors): plain data, credentials of its
-    storage options sealed (:class:`lavie.core.storage.SealedOptions`), so that Ray's train state
-    and dashboard show none. Rebuild it with :func:`unseal`."""
+    """The config as it travels to Ray (Train workers, actors): :func:`public_dump`, the
+    credentials sealed apart (:class:`lavie.core.storage.SealedOptions`), so that Ray's train
+    state and dashboard show none. Rebuild it with :func:`unseal`."""
     data = SealedOptions.seal(config.data.storage_options)
     run = SealedOptions.seal(config.run.storage_options)
-    public = config.model_dump(mode="json")
-    public["data"]["storage_options"], public["run"]["storage_options"] = data.public, run.public
-    return {"config": public, "data_storage": data, "run_storage": run}
+    return {"config": public_dump(config), "data_storage": data, "run_storage": run}
 
 
 def unseal(sealed: Mapping[str, Any]) -> TrainConfig:

@@ -95,8 +95,9 @@ def preflight(config: TrainConfig, *, resume: bool) -> RunState:
     """Every check that can fail on user input, before any worker starts."""
     from training.data import validate_sources
 
-    validate_sources(config.data)
-    spec_class(config.model.kind)(config).check()
+    spec = spec_class(config.model.kind)(config)
+    validate_sources(spec.data_config())
+    spec.check()
     state = run_state(config)
     if resume:
         if not state.exists or state.checkpoint is None:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from lavie.core.storage import filesystem, is_local, join, local_path
+from training.data.decode import SKIP_REASONS
 
 LOGS_DIR = "logs"
 
@@ -73,7 +74,7 @@ class MetricsTracker:
             c = counters.get(name, {})
             values += [
                 float(c.get("drawn", 0)),
-                float(c.get("undecodable", 0) + c.get("too_short", 0)),
+                float(sum(c.get(reason, 0) for reason in SKIP_REASONS)),
                 float(c.get("precomputed", 0)),
             ]
         tensor = torch.tensor(values, dtype=torch.float64)

@@ -160,13 +160,18 @@ def check_unet(
 ) -> torch.nn.Module:
     """``model_class`` on the meta device from ``folder``'s config, which must name ``class_name``,
     its weights checked (keys ``may_miss`` excepted: layers the model adds to its source)."""
-    from cascade.models import registry
-
     config = read_json(folder / "config.json", where)
-    found = registry.canonical_name(config.get("_class_name", "UNet2DConditionModel"))
+    found = folder_class(folder, where)
     if found != class_name:
         hint = "; leave model.unet unset to inflate model.pretrained's 2D unet/" if found == "UNet2DConditionModel" else ""
         raise UserError(f"{where}: {folder} holds a {found} config, expected {class_name}{hint}")
     unet = on_meta(lambda: model_class.from_config(public_config(config)), where, folder)
     check_weights(unet, folder, DIFFUSERS_WEIGHTS, where, may_miss=may_miss)
     return unet
+
+
+def folder_class(folder: Path, where: str) -> str:
+    """The 3D model class a model folder's ``config.json`` names (2D folders: ``UNet2DConditionModel``)."""
+    from cascade.models import registry
+
+    return registry.canonical_name(read_json(folder / "config.json", where).get("_class_name", "UNet2DConditionModel"))

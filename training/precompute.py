@@ -67,7 +67,7 @@ class LatentEncoder:
         return {key: np.array([counts[key]]) for key in _output_keys()}
 
     def _moments(self, frames: Any) -> Any:
-        from training.conditioning import vae_moments
+        from cascade.encoders import vae_moments
 
         return vae_moments(self.vae, frames, self.config.loader.vae_batch_frames, self.device, self.dtype).cpu()
 

@@ -21,6 +21,9 @@ NOISE = 13
 TIMESTEPS = 14
 PROBE = 15
 INIT = 16
+PATCH = 17  # where a sample's training patch is cut (interpolation, VSR)
+NOISE_LEVEL = 18  # the VSR low-resolution input's noise level
+LOW_RES_NOISE = 19  # the noise added to it
 
 
 def key_seed(seed: int, *key: int) -> int:

@@ -22,10 +22,9 @@ from typing import Any
 
 import torch
 
-from training import rng
 from training.callbacks import TrainerCallback
 from training.checkpointing import PROBE_FILE, checkpoint_name, export_checkpoint, load_checkpoint, save_checkpoint
-from training.config import TrainConfig
+from training.config import TrainConfig, public_dump
 from training.specs import spec_class
 from training.specs.spec import DrawKey
 
@@ -70,15 +69,13 @@ class Trainer:
         """Build the model, engine, EMA and data stream; restore them from ``checkpoint``."""
         from training.data import JointLoader
         from training.ema import ShardedEMA
-        from training.engine import initialize, select_trainable
+        from training.engine import initialize
         from training.metrics import MetricsTracker, MetricsWriter
 
         config = self.config
         # Same seed on every rank: identical new (temporal) layers; DeepSpeed also broadcasts rank 0's.
-        torch.manual_seed(rng.key_seed(config.run.seed, rng.INIT))
-        model = self.spec.build_model()
-        select_trainable(model, self.spec.trainable)
-        self.model_config = dict(model.config)
+        model = self.spec.starting_model()
+        self.model_config = self.spec.model_config(model)
         self.engine = initialize(config, model, on_gpu=self.on_gpu)
         latents = config.latent_store()
         self.spec.prepare(self.device, self.frozen_dtype, self.model_dtype, latents)
@@ -162,10 +159,11 @@ class Trainer:
             "zero_stage": config.deepspeed.zero_stage,
             "model_kind": self.spec.kind,
             "model_config": self.model_config,
-            "prediction_type": config.objective.prediction_type,
+            "prediction_type": self.spec.prediction_type,
             "ema_enabled": self.ema is not None,
             "trainable": self.spec.trainable,
             "metrics": metrics,
+            "config": public_dump(config),
         }
         save_checkpoint(
             folder, engine=self.engine, step=self.step, rank=self.rank, ema=self.ema,

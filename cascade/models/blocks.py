@@ -18,13 +18,15 @@ from torch import nn
 from cascade.errors import ModelConfigError
 from cascade.models.attention import TemporalAttention
 from cascade.models.layout import FrameLayout
+from cascade.models.options import ArchitectureOptions
 
 #: Key of the :class:`FrameLayout` in the ``cross_attention_kwargs`` that the UNet hands to
 #: diffusers' ``Transformer2DModel``, which passes them on to each transformer block.
 FRAME_LAYOUT_KWARG = "frame_layout"
 
-#: Names of the temporal submodules; a parameter is temporal iff its key contains one of them.
-TEMPORAL_MODULE_NAMES = ("norm_temp", "attn_temp", "temp_convs")
+#: Names of the temporal submodules; a parameter is temporal iff its key contains one of them
+#: (``temp_resnet`` and ``temp_module``: :mod:`cascade.models.temporal_convs`).
+TEMPORAL_MODULE_NAMES = ("norm_temp", "attn_temp", "temp_convs", "temp_resnet", "temp_module")
 
 
 def is_temporal_key(key: str) -> bool:
@@ -36,12 +38,15 @@ class SpatioTemporalTransformerBlock(nn.Module):
     """Stable Diffusion's transformer block with temporal self-attention (paper, Fig. 4b).
 
     Runs spatial self-attention, cross-attention, temporal self-attention over the video frames,
-    then the feed-forward, each pre-normed and residual. It adopts the sub-modules of an existing
+    then the feed-forward (or, with ``temporal_attention="after_ff"``, the feed-forward before the
+    temporal attention), each pre-normed and residual. With ``sparse_causal_attention`` the
+    spatial self-attention of each video frame takes its keys and values from frame 0 and the
+    previous frame. It adopts the sub-modules of an existing
     :class:`~diffusers.models.attention.BasicTransformerBlock` under the same names, so state dicts
     of the 2D block load unchanged.
     """
 
-    def __init__(self, block: BasicTransformerBlock) -> None:
+    def __init__(self, block: BasicTransformerBlock, options: ArchitectureOptions) -> None:
         super().__init__()
         if block.norm_type != "layer_norm" or block.pos_embed is not None or hasattr(block, "fuser"):
             raise ModelConfigError(
@@ -52,10 +57,13 @@ class SpatioTemporalTransformerBlock(nn.Module):
         self.norm1, self.attn1 = block.norm1, block.attn1
         self.norm2, self.attn2 = block.norm2, block.attn2
         self.norm3, self.ff = block.norm3, block.ff
+        self.temporal_after_ff = options.temporal_attention == "after_ff"
+        self.sparse_causal = options.sparse_causal_attention and not block.only_cross_attention
         self.norm_temp = nn.LayerNorm(block.dim)
         self.attn_temp = TemporalAttention(
-            block.dim, block.num_attention_heads, block.attention_head_dim, bias=block.attention_bias
-        )
+            block.dim, block.num_attention_heads, block.attention_head_dim, bias=block.attention_bias,
+            rope=options.temporal_rope, relative_bias=options.temporal_relative_bias,
+        )  # fmt: skip
 
     def forward(
         self,
@@ -72,10 +80,15 @@ class SpatioTemporalTransformerBlock(nn.Module):
         ``timestep`` and ``class_labels`` only feed ada-norm variants, which are rejected at init.
         """
         layout: FrameLayout = cross_attention_kwargs[FRAME_LAYOUT_KWARG]
+        normed = self.norm1(hidden_states)
+        if self.only_cross_attention:
+            self_context = encoder_hidden_states
+        elif self.sparse_causal:
+            self_context = _sparse_causal_context(normed, layout)
+        else:
+            self_context = None
         hidden_states = hidden_states + self.attn1(
-            self.norm1(hidden_states),
-            encoder_hidden_states=encoder_hidden_states if self.only_cross_attention else None,
-            attention_mask=attention_mask,
+            normed, encoder_hidden_states=self_context, attention_mask=attention_mask
         )
         if self.attn2 is not None:
             hidden_states = hidden_states + self.attn2(
@@ -83,6 +96,9 @@ class SpatioTemporalTransformerBlock(nn.Module):
                 encoder_hidden_states=encoder_hidden_states,
                 attention_mask=encoder_attention_mask,
             )
+        if self.temporal_after_ff:
+            hidden_states = hidden_states + self.ff(self.norm3(hidden_states))
+            return layout.map_video(hidden_states, self._temporal_attention)
         hidden_states = layout.map_video(hidden_states, self._temporal_attention)
         return hidden_states + self.ff(self.norm3(hidden_states))
 
@@ -94,7 +110,16 @@ class SpatioTemporalTransformerBlock(nn.Module):
         return sequences.reshape(batch, tokens, frames, channels).permute(0, 2, 1, 3)
 
 
-def inflate_transformer_blocks(unet: UNet2DConditionModel) -> None:
+def _sparse_causal_context(frames: torch.Tensor, layout: FrameLayout) -> torch.Tensor:
+    """``(B * F, N, C)`` normed tokens -> ``(B * F, 2N, C)``: for each frame, the tokens of the two
+    frames it attends to (:meth:`FrameLayout.sparse_causal_sources`). The projections of
+    self-attention are per token, so its keys and values of these are those of the two frames."""
+    first, previous = layout.sparse_causal_sources()
+    per_sample = frames.unflatten(0, (-1, layout.num_frames))
+    return torch.cat([per_sample[:, first], per_sample[:, previous]], dim=2).flatten(0, 1)
+
+
+def inflate_transformer_blocks(unet: UNet2DConditionModel, options: ArchitectureOptions) -> None:
     """Replace, in place, every transformer block of the UNet by its spatio-temporal version."""
     for module in list(unet.modules()):
         blocks = getattr(module, "transformer_blocks", None)
@@ -106,7 +131,7 @@ def inflate_transformer_blocks(unet: UNet2DConditionModel) -> None:
                     f"cannot inflate transformer block of type {type(block).__name__}; "
                     "expected diffusers' BasicTransformerBlock"
                 )
-            blocks[index] = SpatioTemporalTransformerBlock(block)
+            blocks[index] = SpatioTemporalTransformerBlock(block, options)
 
 
 def unet_blocks(unet: UNet2DConditionModel) -> list[nn.Module]:

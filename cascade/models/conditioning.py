@@ -42,4 +42,5 @@ class LatentConditionedUNet3DModel(BaseUNet3DModel):
         zeros = conv_in.new_zeros(conv_in.shape[0], base.config.out_channels, *conv_in.shape[2:])
         state["conv_in.weight"] = torch.cat([conv_in, zeros], dim=1)
         model.load_state_dict(state)
-        return model.to(device=base.device, dtype=base.dtype)
+        # nn.Module.to: ModelMixin.to warns about an (empty) list of fp32-only modules on any dtype.
+        return torch.nn.Module.to(model, device=base.device, dtype=base.dtype)

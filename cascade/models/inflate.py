@@ -74,14 +74,14 @@ def load_2d(
         folder = _unet_folder(path)
         unet_config = _read_config(folder, UNET_2D_CLASS)
         state = _read_weights(folder)
-    model = _build(cls, unet_config, path)
+    model = build_model(cls, unet_config, path)
     return model, _load_state(model, state, path, strict=strict, may_miss=is_temporal_key)
 
 
 def load_3d(cls: type[Model], path: str | Path) -> tuple[Model, LoadingInfo]:
     """Build ``cls`` from a folder written by ``save_pretrained``; every key must match."""
     folder = _unet_folder(Path(path))
-    model = _build(cls, _read_config(folder, cls.__name__), folder)
+    model = build_model(cls, _read_config(folder, cls.__name__), folder)
     return model, _load_state(model, _read_weights(folder), folder, strict=True, may_miss=lambda key: False)
 
 
@@ -94,10 +94,23 @@ def _unet_folder(path: Path) -> Path:
     return path
 
 
+def read_2d_config(path: str | Path) -> dict[str, Any]:
+    """The config of a diffusers 2D UNet: a ``config.json`` file (of any name), a UNet folder, or a
+    pipeline folder with ``unet/``."""
+    path = Path(path)
+    if path.is_file():
+        return _read_config_file(path, UNET_2D_CLASS)
+    return _read_config(_unet_folder(path), UNET_2D_CLASS)
+
+
 def _read_config(folder: Path, expected_class: str) -> dict[str, Any]:
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise ModelLoadError(f"{folder}: no config.json, so not a diffusers UNet folder")
+    return _read_config_file(config_file, expected_class)
+
+
+def _read_config_file(config_file: Path, expected_class: str) -> dict[str, Any]:
     try:
         config = read_mapping(config_file)
     except UserError as err:
@@ -123,9 +136,7 @@ def _resolve_config(config: str | Path | Mapping[str, Any] | None, checkpoint: P
         return dict(SD1_UNET_CONFIG)
     if isinstance(config, Mapping):
         return dict(config)
-    config_path = Path(config)
-    folder = config_path.parent if config_path.is_file() else _unet_folder(config_path)
-    return _read_config(folder, UNET_2D_CLASS)
+    return read_2d_config(config)
 
 
 def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -154,7 +165,8 @@ def _load_file(path: Path, loader: Callable[[Path], dict[str, torch.Tensor]]) ->
 
 
 # ---------------------------------------------------------------------------- model
-def _build(cls: type[Model], config: Mapping[str, Any], source: Path) -> Model:
+def build_model(cls: type[Model], config: Mapping[str, Any], source: Path) -> Model:
+    """``cls.from_config(config)``, a bad config reported as a :class:`ModelLoadError` naming ``source``."""
     try:
         return cls.from_config(dict(config))
     except ModelConfigError as err:

@@ -49,6 +49,16 @@ class FrameLayout(NamedTuple):
             video = torch.cat([video, per_sample[:, self.num_video_frames :]], dim=1)
         return video.flatten(0, 1)
 
+    def sparse_causal_sources(self) -> tuple[list[int], list[int]]:
+        """For each frame, the frames its sparse-causal self-attention takes keys and values from:
+        video frame ``f`` from frame 0 and frame ``max(f - 1, 0)``; an image frame from itself, twice
+        (a key set repeated leaves softmax attention unchanged, and keeps one shape for all)."""
+        frames = range(self.num_frames)
+        video = self.num_video_frames
+        first = [0 if f < video else f for f in frames]
+        previous = [max(f - 1, 0) if f < video else f for f in frames]
+        return first, previous
+
 
 def frames_to_batch(sample: torch.Tensor) -> torch.Tensor:
     """``(B, C, F, H, W)`` -> ``(B * F, C, H, W)``, frame-major within each sample."""

@@ -17,6 +17,7 @@ from torch import nn
 
 from cascade.errors import ModelLoadError
 from cascade.models.blocks import is_temporal_key
+from cascade.models.exports import model_folder
 from cascade.models.unet_3d import BaseUNet3DModel
 
 #: peft ``target_modules`` regex (full match on module names) of the spatial attention projections.
@@ -51,13 +52,34 @@ def save_spatial_lora(model: BaseUNet3DModel, directory: str | Path, adapter_nam
 
 
 def load_spatial_lora(model: BaseUNet3DModel, path: str | Path, adapter_name: str = "default") -> None:
-    """Load an adapter written by :func:`save_spatial_lora` (a folder or the file itself)."""
-    path = Path(path)
+    """Load an adapter written by :func:`save_spatial_lora` (a folder, the file itself, or a LoRA
+    run's `lavie train` export)."""
+    path = model_folder(path)
     weights = path / LORA_WEIGHT_NAME if path.is_dir() else path
     if not weights.is_file():
         raise ModelLoadError(f"{weights}: no such LoRA weights file")
     with safe_open(weights, framework="pt") as handle:
-        temporal = [key for key in handle.keys() if is_temporal_key(key)]
+        shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    temporal = [key for key in shapes if is_temporal_key(key)]
     if temporal:
         raise ModelLoadError(f"{weights}: adapts temporal layer {temporal[0]}; only spatial LoRA is supported")
+    mismatch = _architecture_mismatch(model, shapes)
+    if mismatch:
+        raise ModelLoadError(f"{weights}: adapter was made for another architecture ({mismatch})")
     model.load_lora_adapter(str(weights.parent), weight_name=weights.name, prefix=None, adapter_name=adapter_name)
+
+
+def _architecture_mismatch(model: nn.Module, shapes: dict[str, tuple[int, ...]]) -> str | None:
+    """Why the adapter's ``<module>.lora_A/B.weight`` shapes do not fit ``model``'s linear layers,
+    or ``None`` when every adapted layer exists with matching sizes."""
+    modules = dict(model.named_modules())
+    for key, shape in shapes.items():
+        name, _, part = key.rpartition(".lora_")
+        layer = modules.get(name)
+        if not isinstance(layer, nn.Linear):
+            return f"the model has no linear layer {name}"
+        expected = (layer.out_features if part.startswith("B") else layer.in_features)
+        given = shape[0] if part.startswith("B") else shape[-1]
+        if given != expected:
+            return f"{key} fits a layer of width {given}, {name} has {expected}"
+    return None

@@ -22,6 +22,13 @@ def rope_dim_for(head_dim: int, max_dim: int = ROPE_MAX_DIM) -> int:
     return min(max_dim, head_dim) // 2 * 2
 
 
+def rope_frequencies(rope_dim: int, device: torch.device | None = None) -> torch.Tensor:
+    """The ``rope_dim / 2`` angular frequencies ``1 / theta ** (2i / rope_dim)``, float32: pair ``i``
+    turns by ``position * frequency[i]``. (The release stores them in each checkpoint as
+    ``rotary_emb.freqs``; the importer checks those against these.)"""
+    return 1.0 / ROPE_THETA ** (torch.arange(0, rope_dim, 2, device=device, dtype=torch.float32) / rope_dim)
+
+
 def apply_rope(x: torch.Tensor, positions: torch.Tensor, rope_dim: int) -> torch.Tensor:
     """Rotate the first ``rope_dim`` features of ``x`` (``(..., T, head_dim)``) by position.
 
@@ -30,8 +37,7 @@ def apply_rope(x: torch.Tensor, positions: torch.Tensor, rope_dim: int) -> torch
     """
     if rope_dim == 0:
         return x
-    inv_freq = ROPE_THETA ** (-torch.arange(0, rope_dim, 2, device=x.device, dtype=torch.float32) / rope_dim)
-    angles = positions.to(device=x.device, dtype=torch.float32)[:, None] * inv_freq  # (T, rope_dim/2)
+    angles = positions.to(device=x.device, dtype=torch.float32)[:, None] * rope_frequencies(rope_dim, x.device)
     cos, sin = angles.cos(), angles.sin()
     rotated, passed = x[..., :rope_dim], x[..., rope_dim:]
     pairs = rotated.float().unflatten(-1, (-1, 2))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -28,8 +28,12 @@ from cascade.models.blocks import (
     add_temporal_convs,
     inflate_transformer_blocks,
     is_temporal_key,
+    unet_blocks,
 )
+from cascade.models.frame_norm import check_poolable, group_norm_over_frames, resnet_over_frames
 from cascade.models.layout import FrameLayout, batch_to_frames, frames_to_batch
+from cascade.models.options import ArchitectureOptions, signature_with_options
+from cascade.models.temporal_convs import add_lavie_vsr_convs
 
 _SUPPORTED_BLOCKS = {
     "down_block_types": {"CrossAttnDownBlock2D", "DownBlock2D"},
@@ -77,9 +81,13 @@ class BaseUNet3DModel(UNet2DConditionModel):
     Every transformer block gains temporal self-attention with RoPE over the frame index, placed
     after cross-attention and before the feed-forward, its output projection zero-initialised:
     a freshly inflated model reproduces the 2D UNet applied frame by frame.
+
+    Besides the 2D UNet's config, the constructor takes the architecture options of
+    :mod:`cascade.models.options` (saved in ``config.json``; unset ones take the class's
+    :attr:`default_options`).
     """
 
-    _temporal_convs: ClassVar[bool] = False
+    default_options: ClassVar[ArchitectureOptions] = ArchitectureOptions()
     _no_split_modules: ClassVar[list[str]] = [
         "SpatioTemporalTransformerBlock", "ResnetBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"
     ]  # fmt: skip
@@ -91,14 +99,26 @@ class BaseUNet3DModel(UNet2DConditionModel):
 
     @functools.wraps(UNet2DConditionModel.__init__)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # functools.wraps keeps UNet2DConditionModel's signature visible to ConfigMixin.from_config.
+        # The signature ConfigMixin.from_config sees is UNet2DConditionModel's plus the options
+        # (``__signature__`` below), so config.json keys of both reach this constructor.
+        options = ArchitectureOptions.pop_from(kwargs, type(self).default_options)
         super().__init__(*args, **kwargs)
+        self.register_to_config(**options.to_config())
+        self.architecture = options
         _check_supported(self.config)
         self._check_variant_config()
-        inflate_transformer_blocks(self)
-        if self._temporal_convs:
+        inflate_transformer_blocks(self, options)
+        if options.group_norm_over_frames:
+            for block in unet_blocks(self):
+                for resnet in block.resnets:
+                    check_poolable(resnet)
+        if options.temporal_convs == "after_resnets":
             add_temporal_convs(self)
+        elif options.temporal_convs == "lavie_vsr":
+            add_lavie_vsr_convs(self, unet_blocks(self))
         self.gradient_checkpointing = False
+
+    __init__.__signature__ = signature_with_options(UNet2DConditionModel.__init__)
 
     def _expected_condition_channels(self) -> int | None:
         """Channels ``added_cond`` must have in this variant; ``None``: whatever the config says."""
@@ -213,11 +233,13 @@ class BaseUNet3DModel(UNet2DConditionModel):
                 for downsampler in block.downsamplers:
                     hidden = downsampler(hidden)
                 skips.append(hidden)
+            hidden = self._temporal_module(block, hidden, emb, layout)
 
         hidden = self._resnet(self.mid_block, 0, hidden, emb, layout)
         for index in range(len(self.mid_block.attentions)):
             hidden = self._attention(self.mid_block, index, hidden, context, layout)
             hidden = self._resnet(self.mid_block, index + 1, hidden, emb, layout)
+        hidden = self._temporal_module(self.mid_block, hidden, emb, layout)
 
         for block in self.up_blocks:
             for index in range(len(block.resnets)):
@@ -226,9 +248,14 @@ class BaseUNet3DModel(UNet2DConditionModel):
             if block.upsamplers is not None:
                 for upsampler in block.upsamplers:
                     hidden = upsampler(hidden, skips[-1].shape[2:])
+            hidden = self._temporal_module(block, hidden, emb, layout)
 
         if self.conv_norm_out is not None:
-            hidden = self.conv_act(self.conv_norm_out(hidden))
+            if self.architecture.group_norm_over_frames:
+                hidden = group_norm_over_frames(self.conv_norm_out, hidden, num_frames)
+            else:
+                hidden = self.conv_norm_out(hidden)
+            hidden = self.conv_act(hidden)
         out = batch_to_frames(self.conv_out(hidden), num_frames)
         return UNet3DModelOutput(sample=out) if return_dict else (out,)
 
@@ -270,33 +297,50 @@ class BaseUNet3DModel(UNet2DConditionModel):
         self, block: nn.Module, index: int, hidden: torch.Tensor, emb: torch.Tensor, layout: FrameLayout
     ) -> torch.Tensor:
         """Resnet ``index`` of a block, then its temporal conv stack (VSR), checkpointed together."""
-        layer = functools.partial(self._resnet_layer, block, index, layout)
-        if torch.is_grad_enabled() and self.gradient_checkpointing:
-            return self._gradient_checkpointing_func(layer, hidden, emb)
-        return layer(hidden, emb)
+        return self._checkpointed(functools.partial(self._resnet_layer, block, index, layout), hidden, emb)
 
     def _resnet_layer(
         self, block: nn.Module, index: int, layout: FrameLayout, hidden: torch.Tensor, emb: torch.Tensor
     ) -> torch.Tensor:
-        hidden = block.resnets[index](hidden, emb)
-        if self._temporal_convs:
+        resnet = block.resnets[index]
+        if self.architecture.group_norm_over_frames:
+            hidden = resnet_over_frames(resnet, hidden, emb, layout.num_frames)
+        else:
+            hidden = resnet(hidden, emb)
+        if self.architecture.temporal_convs == "after_resnets":
             conv = block.temp_convs[index]
             hidden = layout.map_video(
                 hidden, lambda video: conv(video.flatten(0, 1), video.shape[1]).unflatten(0, video.shape[:2])
             )
         return hidden
 
-    @staticmethod
     def _attention(
-        block: nn.Module, index: int, hidden: torch.Tensor, context: torch.Tensor, layout: FrameLayout
+        self, block: nn.Module, index: int, hidden: torch.Tensor, context: torch.Tensor, layout: FrameLayout
     ) -> torch.Tensor:
+        attention = block.attentions[index]
+        if self.architecture.temporal_convs == "lavie_vsr":  # its temporal resnet runs before its norm
+            hidden = self._checkpointed(functools.partial(_on_videos, attention.temp_resnet, layout), hidden)
         # Transformer2DModel checkpoints its blocks itself when gradient checkpointing is on.
-        return block.attentions[index](
+        return attention(
             hidden,
             encoder_hidden_states=context,
             cross_attention_kwargs={FRAME_LAYOUT_KWARG: layout},
             return_dict=False,
         )[0]
+
+    def _temporal_module(
+        self, block: nn.Module, hidden: torch.Tensor, emb: torch.Tensor, layout: FrameLayout
+    ) -> torch.Tensor:
+        """The block's ``temp_module`` (``temporal_convs="lavie_vsr"``) on the video frames."""
+        if self.architecture.temporal_convs != "lavie_vsr":
+            return hidden
+        temb = emb[:: layout.num_frames]  # (B, C): the frames of a sample share their embedding
+        return self._checkpointed(functools.partial(_on_videos, block.temp_module, layout), hidden, temb)
+
+    def _checkpointed(self, layer: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and self.gradient_checkpointing:
+            return self._gradient_checkpointing_func(layer, *inputs)
+        return layer(*inputs)
 
 
 def _loaded(
@@ -304,6 +348,11 @@ def _loaded(
 ) -> BaseUNet3DModel | tuple[BaseUNet3DModel, inflate.LoadingInfo]:
     model = model.to(torch_dtype) if torch_dtype is not None else model
     return (model, info) if with_info else model
+
+
+def _on_videos(module: nn.Module, layout: FrameLayout, frames: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+    """A module of ``(B, C, T, H, W)`` videos applied to the video frames of ``(B * F, C, H, W)`` frames."""
+    return layout.map_video(frames, lambda video: module(video.transpose(1, 2), *args).transpose(1, 2))
 
 
 def _per_frame(value: Any, name: str, batch: int, num_frames: int) -> Any:

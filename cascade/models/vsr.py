@@ -9,10 +9,12 @@ RGB video in [-1, 1] (at latent resolution) as ``added_cond``, the noise level o
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import ClassVar
 
 from torch import nn
 
 from cascade.errors import ModelConfigError
+from cascade.models.options import ArchitectureOptions
 from cascade.models.unet_3d import BaseUNet3DModel
 
 #: Channels of the low-resolution RGB conditioning video.
@@ -21,9 +23,10 @@ LOW_RES_CHANNELS = 3
 
 class VSRUNet3DModel(BaseUNet3DModel):
     """x4 upscaler UNet + temporal attention in each transformer block and a temporal 3D conv stack
-    after each resnet, all zero-initialised; only those are trained (spatial layers stay fixed)."""
+    after each resnet, all zero-initialised; only those are trained (spatial layers stay fixed).
+    (The release's VSR layout of temporal convolutions is ``temporal_convs="lavie_vsr"``.)"""
 
-    _temporal_convs = True
+    default_options: ClassVar[ArchitectureOptions] = ArchitectureOptions(temporal_convs="after_resnets")
 
     def _expected_condition_channels(self) -> int | None:
         return LOW_RES_CHANNELS

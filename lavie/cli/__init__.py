@@ -27,6 +27,9 @@ COMMAND_MODULES = (
     "lavie.cli.check",
     "lavie.cli.train",
     "lavie.cli.jobs",
+    "lavie.cli.eval",
+    "lavie.cli.generate",
+    "lavie.cli.import_release",
 )
 
 

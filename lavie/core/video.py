@@ -208,22 +208,26 @@ class VideoReader:
         threads: int = 1,
     ) -> None:  # fmt: skip
         self.uri = uri
+        self._storage_options, self._size, self._threads = storage_options, size, threads
         self._stack = ExitStack()
         try:
-            self._frames = self._open(storage_options, size, threads)
+            self._frames = self._open()
         except BaseException:
             self._stack.close()
             raise
 
-    def _open(self, storage_options: Mapping[str, Any] | None, size: tuple[int, int] | None, threads: int) -> VideoFrames:
-        with open_input(self.uri, storage_options) as source:
+    def _open(self) -> VideoFrames:
+        with open_input(self.uri, self._storage_options) as source:
             try:
-                return DecordFrames(source, size, threads)  # decord reads a file object whole
+                return DecordFrames(source, self._size, self._threads)  # decord reads a file object whole
             except Exception:  # noqa: BLE001 - decord refuses the file: FFmpeg through PyAV reads it
                 pass
-        source = self._stack.enter_context(open_input(self.uri, storage_options))  # open while reading
+        return self._open_pyav()
+
+    def _open_pyav(self) -> VideoFrames:
+        source = self._stack.enter_context(open_input(self.uri, self._storage_options))  # open while reading
         try:
-            frames = PyAVFrames(source, size, threads, key=self._index_key())
+            frames = PyAVFrames(source, self._size, self._threads, key=self._index_key())
         except VideoReadError as exc:
             raise VideoReadError(f"{self.uri}: {exc}") from None
         except Exception as exc:  # PyAV raises many types for what it cannot decode
@@ -261,7 +265,15 @@ class VideoReader:
         except VideoReadError as exc:
             raise VideoReadError(f"{self.uri}: {exc}") from None
         except Exception as exc:  # decord and PyAV raise many types for a damaged stream
+            if self._frames.backend == "decord":  # decord opens some files it cannot decode
+                return self._read_with_pyav(indices)  # (H.264 48 pixels wide, say): FFmpeg can
             raise VideoReadError(f"{self.uri}: frames {list(indices)[:4]}...: {first_line(exc)}") from None
+
+    def _read_with_pyav(self, indices: Sequence[int]) -> np.ndarray:
+        """Switch this reader to PyAV (same decode-order indices) and read ``indices`` with it."""
+        self._frames.close()
+        self._frames = self._open_pyav()
+        return self.read(indices)
 
     def close(self) -> None:
         self._frames.close()

@@ -2,7 +2,8 @@
 
 * ``videos``: H.264 videos with known scene cuts, or frames that encode their own index;
 * ``manifests``: images, clip and image rows, and manifests in the platform's schemas;
-* ``tiny_sd``: a tiny, randomly initialised Stable Diffusion folder in the diffusers layout.
+* ``tiny_sd``: a tiny, randomly initialised Stable Diffusion folder in the diffusers layout;
+* ``tiny_upscaler``: the same for the x4 upscaler the VSR stage starts from.
 
 ``python -m lavie.synthetic WORKDIR`` writes what the packaged ``tiny-cpu`` training config
 expects beside a curation output ``WORKDIR/curated``: ``WORKDIR/tiny-sd`` and an image manifest in
@@ -18,6 +19,7 @@ from lavie.synthetic.manifests import (
     write_image_set,
 )
 from lavie.synthetic.tiny_sd import TINY_UNET_CONFIG, write_tiny_sd
+from lavie.synthetic.tiny_upscaler import TINY_UPSCALER_UNET_CONFIG, write_tiny_upscaler
 from lavie.synthetic.training_inputs import prepare_training_inputs
 from lavie.synthetic.videos import (
     SyntheticVideo,
@@ -31,6 +33,7 @@ from lavie.synthetic.videos import (
 
 __all__ = [
     "TINY_UNET_CONFIG",
+    "TINY_UPSCALER_UNET_CONFIG",
     "SyntheticVideo",
     "clip_row",
     "image_row",
@@ -46,5 +49,6 @@ __all__ = [
     "write_pattern_video",
     "write_scene_video",
     "write_tiny_sd",
+    "write_tiny_upscaler",
 ]
 

@@ -126,7 +126,6 @@ def _save_quietly(model: Any, folder: Path) -> None:
 def write_tiny_sd(folder: str | Path, seed: int = 0, *, unet_config: dict[str, Any] | None = None) -> Path:
     """Write a tiny random SD folder at ``folder`` (created; existing files are overwritten)."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -135,17 +134,48 @@ def write_tiny_sd(folder: str | Path, seed: int = 0, *, unet_config: dict[str, A
         torch.manual_seed(seed)
         UNet2DConditionModel(**(unet_config or TINY_UNET_CONFIG)).save_pretrained(folder / "unet")
         AutoencoderKL(**TINY_VAE_CONFIG).save_pretrained(folder / "vae")
-        vocab, merges = tiny_clip_vocab()
-        text_config = CLIPTextConfig(
-            vocab_size=len(vocab),
-            bos_token_id=vocab["<|startoftext|>"],
-            eos_token_id=vocab["<|endoftext|>"],
-            pad_token_id=vocab["<|endoftext|>"],
-            **TINY_TEXT_CONFIG,
-        )
-        _save_quietly(CLIPTextModel(text_config), folder / "text_encoder")
+        write_tiny_clip_text(folder)
     finally:
         torch.random.set_rng_state(generator_state)
+    DDPMScheduler(**SD_SCHEDULER_CONFIG).save_pretrained(folder / "scheduler")
+    write_model_index(folder, "StableDiffusionPipeline", {
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+        "safety_checker": [None, None],
+        "scheduler": ["diffusers", "DDPMScheduler"],
+    })  # fmt: skip
+    return folder
+
+
+def write_model_index(folder: Path, class_name: str, parts: dict[str, Any]) -> None:
+    """A diffusers pipeline's ``model_index.json``: the class, the parts every SD-family folder has
+    (UNet, VAE, CLIP text encoder and tokenizer) and ``parts``."""
+    import diffusers
+
+    common = {
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    index = {"_class_name": class_name, "_diffusers_version": diffusers.__version__, **dict(sorted({**common, **parts}.items()))}
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+
+
+def write_tiny_clip_text(folder: Path, hidden_size: int = TINY_TEXT_CONFIG["hidden_size"]) -> None:
+    """``folder/text_encoder`` (a tiny CLIPTextModel of width ``hidden_size``, drawn from torch's
+    global generator: the caller seeds it) and ``folder/tokenizer`` (the byte-level tiny vocabulary)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    vocab, merges = tiny_clip_vocab()
+    text_config = CLIPTextConfig(
+        vocab_size=len(vocab),
+        bos_token_id=vocab["<|startoftext|>"],
+        eos_token_id=vocab["<|endoftext|>"],
+        pad_token_id=vocab["<|endoftext|>"],
+        **{**TINY_TEXT_CONFIG, "hidden_size": hidden_size, "projection_dim": hidden_size},
+    )
+    _save_quietly(CLIPTextModel(text_config), folder / "text_encoder")
     tokenizer_dir = folder / "tokenizer"
     tokenizer_dir.mkdir(exist_ok=True)
     (tokenizer_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
@@ -164,29 +194,5 @@ def write_tiny_sd(folder: str | Path, seed: int = 0, *, unet_config: dict[str, A
             indent=2,
         )
     )
-    CLIPTokenizer.from_pretrained(tokenizer_dir)  # fail here, not in a training worker
-    DDPMScheduler(**SD_SCHEDULER_CONFIG).save_pretrained(folder / "scheduler")
-    (folder / "model_index.json").write_text(
-        json.dumps(
-            {
-                "_class_name": "StableDiffusionPipeline",
-                "_diffusers_version": _diffusers_version(),
-                "feature_extractor": [None, None],
-                "requires_safety_checker": False,
-                "safety_checker": [None, None],
-                "scheduler": ["diffusers", "DDPMScheduler"],
-                "text_encoder": ["transformers", "CLIPTextModel"],
-                "tokenizer": ["transformers", "CLIPTokenizer"],
-                "unet": ["diffusers", "UNet2DConditionModel"],
-                "vae": ["diffusers", "AutoencoderKL"],
-            },
-            indent=2,
-        )
-    )
-    return folder
+    CLIPTokenizer.from_pretrained(tokenizer_dir)  # fail here, not in a worker
 
-
-def _diffusers_version() -> str:
-    import diffusers
-
-    return diffusers.__version__

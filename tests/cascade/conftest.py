@@ -3,7 +3,7 @@ real loading code runs; and helpers to compare the 3D models with them frame by 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +43,8 @@ TINY_X4_CONFIG: dict[str, Any] = {
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and on a shared CPU OpenMP threads stall each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test here runs torch on one thread (tiny models gain nothing from threads)."""
 
 
 def random_unet_2d(config: dict[str, Any], seed: int = 0) -> UNet2DConditionModel:

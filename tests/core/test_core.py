@@ -170,3 +170,21 @@ def test_the_success_rule_and_the_kinds(tmp_path):
     (tmp_path / "bad" / "run.json").write_text("{")
     with pytest.raises(UserError, match="bad/run.json: not valid JSON"):
         open_manifest(str(tmp_path / "bad"))
+
+
+@pytest.mark.parametrize(("height", "width"), [(32, 48), (64, 48), (36, 52)])
+def test_frames_decord_opens_but_cannot_copy_come_from_pyav(tmp_path, height, width):
+    """decord 0.6 opens H.264 files 48 pixels wide but fails to copy their frames out (it pads the
+    row to 64): the reader then reads the same decode-order frames through PyAV."""
+    import numpy as np
+
+    from lavie.core.video import open_video, write_video
+
+    frames = np.stack([np.full((height, width, 3), 40 * i, np.uint8) for i in range(5)])
+    path = write_video(tmp_path / "v.mp4", frames, 8, crf=0)
+    with open_video(str(path)) as reader:
+        got = reader.read(range(5))
+        again = reader.read([4, 0])
+    assert got.shape == (5, height, width, 3)
+    assert np.abs(got.astype(int) - frames).max() <= 3
+    assert np.array_equal(again, got[[4, 0]])

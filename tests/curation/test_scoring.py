@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pyarrow.dataset as pads
 import pytest
@@ -15,29 +13,17 @@ from curation.pipeline import CurationRequest, run_curation
 from curation.scoring import AestheticPredictor, ClipScorer, load_aesthetic_predictor, load_clip
 from curation.steps.frames import FRAME_SIZE, frame_indices
 from lavie.core.errors import UserError
-
-TINY_CLIP = {
-    "embed_dim": 768,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
+from lavie.synthetic.tiny_clip import write_tiny_clip
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    import open_clip
-
     root = tmp_path_factory.mktemp("weights")
-    config = root / "tiny-clip.json"
-    config.write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(str(config))
+    clip = write_tiny_clip(root, embed_dim=768)
     torch.manual_seed(0)
-    clip = open_clip.create_model("tiny-clip", pretrained=None, load_weights=False)
-    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(root / "clip.safetensors"))
     mlp = AestheticPredictor(768)
     torch.save(mlp.state_dict(), root / "aesthetic.pth")
-    return {"clip_model": str(config), "clip_checkpoint": str(root / "clip.safetensors"),
-            "aesthetic_mlp": str(root / "aesthetic.pth"), "root": root}
+    return {**clip, "aesthetic_mlp": str(root / "aesthetic.pth"), "root": root}
 
 
 @pytest.mark.slow
@@ -100,7 +86,7 @@ def test_bad_weights_give_one_line_errors(tmp_path, weights):
         ClipScorer(weights["clip_model"], weights["clip_checkpoint"], str(small))
     with pytest.raises(UserError, match="unexpected key|missing key"):
         load_clip(weights["clip_model"], weights["aesthetic_mlp"])
-    with pytest.raises(UserError, match="weights file not found"):
+    with pytest.raises(UserError, match="nope.safetensors: CLIP checkpoint not found"):
         load_clip(weights["clip_model"], tmp_path / "nope.safetensors")
     with pytest.raises(UserError, match="unknown open_clip model"):
         load_clip("ViT-Nonexistent", weights["clip_checkpoint"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from browser import open_page
 
 from curation.stats.accumulate import ClipStats
 from curation.stats.bins import AESTHETIC_BINS, HEIGHT_BINS
@@ -486,20 +486,6 @@ def test_s3_manifest_round_trip(tmp_path, monkeypatch, capsys, s3_server):
 
 # --- the page in a real browser ----------------------------------------------------------------
 
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    # Any request leaving the page fails (and logs a SEVERE error): proves it needs no network.
-    "--host-resolver-rules=MAP * ~NOTFOUND",
-)
-
 DRAWN_JS = """
 return Array.from(document.querySelectorAll('svg.chart')).map(svg => {
   const box = svg.getBoundingClientRect();
@@ -513,28 +499,11 @@ return Array.from(document.querySelectorAll('svg.chart')).map(svg => {
 
 @pytest.mark.browser
 def test_report_loads_in_headless_chromium_with_every_plot_drawn(report, tmp_path):
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and chromedriver):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (run scripts/ensure_chromium.sh)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     *_, out, _ = report
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    profile = tmp_path / "chromium-profile"  # fresh, so no state from other runs
-    for flag in CHROMIUM_FLAGS + (f"--user-data-dir={profile}",):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-    try:
-        driver.get((out / "report.html").as_uri())
-        assert driver.title == "lavie stats: vimeo25m, webvid10m"
-        charts = driver.execute_script(DRAWN_JS)
-        severe = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-    finally:
-        driver.quit()
-    assert severe == []
+    page = open_page(out / "report.html", tmp_path / "chromium-profile", DRAWN_JS)
+    assert page.title == "lavie stats: vimeo25m, webvid10m"
+    assert page.severe == []
+    charts = page.result
     assert [c["id"] for c in charts] == [
         "chart-category",
         "chart-duration-sec",

@@ -3,13 +3,13 @@ manifests and a config builder."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from train_configs import FPS, FRAMES, H, W, base_config
 
 from lavie.synthetic import (
     clip_row,
@@ -20,18 +20,6 @@ from lavie.synthetic import (
     write_pattern_video,
     write_tiny_sd,
 )
-
-H, W, FRAMES, FPS = 48, 64, 16, 24
-
-
-@pytest.fixture(scope="module")
-def one_torch_thread():
-    """Torch on one thread in this process, as in each single-CPU Ray worker: no oversubscription
-    of a 2-core machine, and in-process numbers computed like the workers' ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
@@ -54,48 +42,6 @@ def train_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def base_config(paths: dict[str, Path], storage: Path, name: str = "run", **sections: Any) -> dict[str, Any]:
-    """A 2-worker tiny run: 4 frames + 1 image at 32x32 px, curriculum webvid → vimeo over 12 steps."""
-    config: dict[str, Any] = {
-        "model": {"pretrained": str(paths["sd"])},
-        "data": {
-            "seed": 3,
-            "num_frames": 4,
-            "frame_stride": 2,
-            "height": 32,
-            "width": 32,
-            "images_per_sample": 1,
-            "caption_dropout": 0.1,
-            "shuffle_rows": 8,
-            "sources": [
-                {"name": "webvid", "kind": "video", "manifest": str(paths["webvid"]), "schedule": [[0, 1.0], [12, 0.0]]},
-                {"name": "vimeo", "kind": "video", "manifest": str(paths["vimeo"]), "schedule": [[0, 0.0], [12, 1.0]]},
-                {"name": "laion", "kind": "image", "manifest": str(paths["laion"]), "schedule": [[0, 1.0]]},
-            ],
-        },
-        "optimizer": {"lr": 2e-3, "weight_decay": 0.0},
-        "lr_schedule": {"kind": "constant", "warmup_steps": 1},
-        "deepspeed": {"zero_stage": 2, "bf16": False, "grad_clip": 1.0},
-        "ema": {"enabled": True, "decay": 0.8},
-        "scaling": {"num_workers": 2, "resources_per_worker": {"CPU": 1}},
-        "run": {
-            "name": name,
-            "storage_path": str(storage),
-            "max_steps": 12,
-            "checkpoint_every": 4,
-            "log_every": 1,
-            "seed": 7,
-            "max_failures": 1,
-        },
-    }
-    for section, values in sections.items():
-        if isinstance(values, dict) and isinstance(config.get(section), dict):
-            config[section] = {**config[section], **values}
-        else:
-            config[section] = values
-    return copy.deepcopy(config)
-
-
 @pytest.fixture(scope="session")
 def config_factory(train_data: dict[str, Path]) -> Callable[..., dict[str, Any]]:
     """``factory(name, storage, **sections)``: :func:`base_config` for module-scoped fixtures."""
@@ -112,3 +58,20 @@ def make_config(train_data: dict[str, Path], tmp_path: Path) -> Callable[..., di
         return base_config(train_data, storage or tmp_path / "runs", name, **sections)
 
     return make
+
+
+# --------------------------------------------------------------------------- the other kinds
+@pytest.fixture(scope="session")
+def cascade_data(train_data: dict[str, Path]) -> dict[str, Path]:
+    """``train_data`` plus a base model folder (the tiny SD UNet inflated, as a base export holds)
+    and a tiny x4-upscaler folder: the starting models of the interpolation, long-video, LoRA and
+    VSR kinds."""
+    from cascade.models import BaseUNet3DModel
+    from lavie.synthetic import write_tiny_upscaler
+
+    root = train_data["root"]
+    base = root / "base-unet"
+    if not base.exists():
+        torch.manual_seed(0)
+        BaseUNet3DModel.from_pretrained_2d(train_data["sd"]).save_pretrained(base)
+    return {**train_data, "base": base, "upscaler": write_tiny_upscaler(root / "tiny-upscaler")}

@@ -56,7 +56,10 @@ def _src(name="w", kind="video", schedule=((0, 1.0),), **extra) -> dict:
         ),
         (_config(sources=[_src(schedule=[[0, -1]])], images_per_sample=0), "weights must be >= 0"),
         (_config(sources=[_src(schedule=[])]), "data config: sources.0.schedule:"),
-        (_config(sources=[_src(kind="image")]), "at least one source of kind 'video'"),
+        (
+            _config(sources=[_src(), _src(name="i", kind="image")], image_clips={"max_shift": 4}),
+            "with image_clips, images feed clips: set images_per_sample to 0",
+        ),
         (_config(sources=[_src()]), "images_per_sample is 4 but no source has kind 'image'"),
         (_config(sources=[_src(), _src()], images_per_sample=0), "source names must be unique, repeated: w"),
     ],

@@ -134,8 +134,8 @@ def test_samples_hold_the_clip_frames_and_images(data):
     assert batch["frame_indices"].shape == (2, 4) and batch["sample_index"].tolist() == [0, 1]
     assert batch["image_captions"] == [s["image_captions"] for s in samples[:2]]
     assert dataset.counters() == {
-        "webvid": {"drawn": 4, "undecodable": 0, "too_short": 0, "precomputed": 0},
-        "laion": {"drawn": 8, "undecodable": 0, "too_short": 0, "precomputed": 0},
+        "webvid": {"drawn": 4, "undecodable": 0, "too_short": 0, "low_fps": 0, "too_small": 0, "precomputed": 0},
+        "laion": {"drawn": 8, "undecodable": 0, "too_short": 0, "low_fps": 0, "too_small": 0, "precomputed": 0},
     }
 
 

@@ -9,10 +9,6 @@ job here checks as much as it can.)
 from __future__ import annotations
 
 import math
-import os
-import signal
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -144,32 +140,14 @@ def test_curriculum_counts_follow_the_schedule(ref2):
 
 
 # --------------------------------------------------------------------------- fault tolerance
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)
-
-
 def test_killed_worker_restarts_from_the_last_checkpoint_and_matches_the_uninterrupted_run(
     ref2, config_factory, storage, ray_cluster, tmp_path
 ):
     config = load_train_config(config_factory("killed", storage, run={"max_failures": 2}))
-    pids, release = tmp_path / "pids", tmp_path / "pids" / "release"
-    fault_injection.by_value()
-    callbacks = [fault_injection.PidFiles(pids), fault_injection.HoldAt(rank=1, step=6, release=release)]
-    with ThreadPoolExecutor(1) as pool:
-        job = pool.submit(train, config, quiet=True, callbacks=callbacks)
-        _wait(lambda: (pids / "held.rank1").exists() or job.done(), 240, "rank 1 never reached step 6")
-        assert not job.done(), job.result()
-        _wait(lambda: run_state(config).step == 4, 30, "checkpoint 4 was not registered")
-        victim = int((pids / "rank1.pid").read_text().split()[0])
-        os.kill(victim, signal.SIGKILL)  # a real worker process death, mid-run
-        release.touch()
-        result = job.result(timeout=300)
+    killed = fault_injection.train_killing_a_worker(config, rank=1, step=6, checkpoint_step=4, folder=tmp_path)
+    result = killed.result
     assert result.step == STEPS and result.checkpoint.endswith(checkpoint_name(STEPS))
-    assert int((pids / "rank1.pid").read_text().split()[0]) != victim  # a new worker finished the run
+    assert killed.final_pid != killed.killed_pid  # a new worker finished the run
 
     rows = read_metrics(config.run_uri())
     assert len(list((Path(config.run_uri()) / "logs").glob("metrics-*.jsonl"))) == 2  # two attempts

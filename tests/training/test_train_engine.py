@@ -10,7 +10,7 @@ import torch
 
 from cascade.models import BaseUNet3DModel
 from training.checkpointing import export_checkpoint, save_checkpoint
-from training.config import TrainConfig
+from training.config import TrainConfig, public_dump
 from training.ema import ShardedEMA
 from training.engine import initialize, select_trainable
 from training.objective import joint_loss
@@ -70,12 +70,13 @@ def test_offload_accumulation_checkpointing_and_temporal_subset(make_config, sin
     assert all("attn_temp" in n or "norm_temp" in n for n in changed)
 
 
-@pytest.mark.parametrize("stage", [2, 3])
-def test_export_of_a_partly_frozen_model_holds_the_frozen_weights(stage, make_config, single_rank, tmp_path):
-    """zero_to_fp32 must bring back the frozen (spatial) weights too, and the EMA only covers the
-    trained ones."""
+@pytest.mark.parametrize(("stage", "bf16"), [(1, False), (2, False), (3, False), (1, True), (3, True)])
+def test_export_of_a_partly_frozen_model_holds_the_frozen_weights(stage, bf16, make_config, single_rank, tmp_path):
+    """The export holds the frozen (spatial) weights bit-identical at every ZeRO stage (ZeRO-1
+    keeps them out of zero_to_fp32's part of the checkpoint) and under bf16 (the engine holds them
+    rounded), and the EMA only covers the trained ones."""
     config = TrainConfig.model_validate(
-        make_config(deepspeed={"zero_stage": stage, "bf16": False}, scaling={"num_workers": 1}, trainable="temporal")
+        make_config(deepspeed={"zero_stage": stage, "bf16": bf16}, scaling={"num_workers": 1}, trainable="temporal")
     )
     torch.manual_seed(0)
     unet = BaseModelSpec(config).build_model()
@@ -83,16 +84,18 @@ def test_export_of_a_partly_frozen_model_holds_the_frozen_weights(stage, make_co
     frozen = {n: p.detach().clone() for n, p in unet.named_parameters() if not p.requires_grad}
     engine = initialize(config, unet, on_gpu=False)
     ema = ShardedEMA(engine.module, 0.5, rank=0, world_size=1)
+    dtype = torch.bfloat16 if bf16 else torch.float32
     sample, timestep, context, target = _inputs(unet)
     for step in range(2):
-        out = engine(sample, timestep, context, num_image_frames=1).sample
-        engine.backward(joint_loss(out, target, 4, 1.0).total)
+        out = engine(sample.to(dtype), timestep, context.to(dtype), num_image_frames=1).sample
+        engine.backward(joint_loss(out.float(), target, 4, 1.0).total)
         engine.step()
         ema.update(step)
     folder = tmp_path / "checkpoint"
-    state = {"step": 2, "unet_config": dict(unet.config), "run": "t", "ema_enabled": True}
+    state = {"step": 2, "unet_config": dict(unet.config), "run": "t", "ema_enabled": True, "zero_stage": stage,
+             "config": public_dump(config)}  # fmt: skip
     save_checkpoint(folder, engine=engine, step=2, rank=0, ema=ema, data_state={}, trainer_state=state)
-    save_probe(engine, BaseModelSpec(config).probe_inputs(unet), folder, 0, torch.float32, torch.device("cpu"))
+    save_probe(engine, BaseModelSpec(config).probe_inputs(unet), folder, 0, dtype, torch.device("cpu"))
     info = export_checkpoint(folder, str(tmp_path / "export"))
     assert info["step"] == 2 and info["probe_max_abs_diff"] <= 1e-6
     raw = BaseUNet3DModel.from_pretrained(tmp_path / "export" / "raw").state_dict()

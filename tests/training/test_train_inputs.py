@@ -64,7 +64,7 @@ def _sd_copy(train_data, tmp_path: Path) -> Path:
         ("unet_shape", "model.pretrained: {root}/sd/unet/diffusion_pytorch_model.safetensors: conv_in.weight has shape (16, 4, 3, 3) but the config needs (32, 4, 3, 3)"),
         ("text_shape", "model.pretrained: {root}/sd/text_encoder/model.safetensors: embeddings.token_embedding.weight has shape (575, 16) but the config needs (575, 32)"),
         ("cross_attention", "model: the UNet's cross_attention_dim is 32 but the text encoder's hidden_size is 24"),
-        ("frame_size", "data: height and width must be multiples of 8 (VAE x4, UNet x2), got 36x32"),
+        ("frame_size", "data: the training frames must be multiples of 8 per side (VAE x4, UNet x2), got 36x32"),
         ("trainable", "trainable: 'no_such_layer' matches no parameter of the UNet"),
     ],
 )  # fmt: skip

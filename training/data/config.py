@@ -14,6 +14,16 @@ A YAML ``data:`` section maps one-to-one onto :class:`DataConfig`::
         - {name: vimeo25m, kind: video, manifest: /data/vimeo25m,
            schedule: [[0, 0.0], [20000, 0.0], [40000, 1.0]]}
         - {name: laion, kind: image, manifest: /data/laion.parquet, schedule: [[0, 1.0]]}
+
+Images as clips (the VSR model): with ``image_clips`` set, image sources supply clips instead of
+the M extra images (``images_per_sample: 0``), each image seen through a simulated hand-held
+camera (:mod:`training.data.camera`); ``min_image_side`` drops images whose shorter side is
+smaller (the paper keeps images of at least 1024 pixels)::
+
+    data:
+      images_per_sample: 0
+      image_clips: {max_shift: 16, smoothness: 0.8, jitter: 1.5}
+      min_image_side: 1024
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from lavie.core.config import StrictModel, read_mapping, validate
+from training.data.camera import CameraMotion
 
 Knot = tuple[int, float]
 
@@ -72,6 +83,10 @@ class DataConfig(StrictModel):
     # evenly spaced positions, which makes the windows finite so their latents can be precomputed
     # (`lavie train --precompute-latents`).
     windows_per_clip: int | None = Field(None, ge=1)
+    # Image sources supply clips, filmed by this simulated hand-held camera (module docstring).
+    image_clips: CameraMotion | None = None
+    # Images (extra images or image clips) whose shorter side is below this are skipped (too_small).
+    min_image_side: int | None = Field(None, ge=1)
     # Carried for the trainer, which replaces captions by "" with this probability.
     caption_dropout: float = Field(0.1, ge=0.0, le=1.0)
     seed: int = Field(0, ge=0)
@@ -96,8 +111,8 @@ class DataConfig(StrictModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"source names must be unique, repeated: {', '.join(duplicates)}")
-        if not self.video_sources:
-            raise ValueError("at least one source of kind 'video' is required")
+        if self.image_clips is not None and self.images_per_sample > 0:
+            raise ValueError("with image_clips, images feed clips: set images_per_sample to 0")
         if self.images_per_sample > 0 and not self.image_sources:
             raise ValueError(
                 f"images_per_sample is {self.images_per_sample} but no source has kind 'image'"
@@ -117,6 +132,11 @@ class DataConfig(StrictModel):
     @property
     def image_sources(self) -> list[SourceConfig]:
         return [s for s in self.sources if s.kind == "image"]
+
+    @property
+    def clip_sources(self) -> list[SourceConfig]:
+        """The sources a sample's clip comes from: videos, and images when ``image_clips`` is set."""
+        return self.video_sources + (self.image_sources if self.image_clips is not None else [])
 
 
 def parse_data_config(data: Mapping[str, Any] | str | Path) -> DataConfig:

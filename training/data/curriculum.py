@@ -1,7 +1,8 @@
 """Curriculum mix: which source each sample's clip and images come from, as a function of step.
 
 Sample ``i`` of a rank belongs to step ``i // samples_per_step``. Its clip source is drawn from
-the video sources' weights at that step, and each of its M images independently from the image
+the clip sources' weights at that step (the video sources, plus the image sources when images
+become clips), and each of its M images independently from the image
 sources' weights. The draws come from generators keyed by (seed, rank, block of samples), so the
 plan for any range of samples is a pure, vectorised function: replaying the plan (to rebuild
 shard cursors at a step) costs microseconds per step and no I/O.
@@ -24,19 +25,19 @@ class Curriculum:
     def __init__(self, config: DataConfig, rank: int, samples_per_step: int) -> None:
         if samples_per_step < 1:
             raise ValueError(f"samples_per_step must be >= 1, got {samples_per_step}")
-        self.video_sources = [s.name for s in config.video_sources]
+        self.clip_sources = [s.name for s in config.clip_sources]
         self.image_sources = [s.name for s in config.image_sources]
         self.images_per_sample = config.images_per_sample
         self.samples_per_step = samples_per_step
-        self._video_knots = [_knots(s) for s in config.video_sources]
+        self._clip_knots = [_knots(s) for s in config.clip_sources]
         self._image_knots = [_knots(s) for s in config.image_sources]
         self._seed = config.seed
         self._rank = rank
         self._cached: tuple[int, np.ndarray] | None = None
 
-    def video_weights(self, steps: np.ndarray) -> np.ndarray:
-        """Unnormalised weights, shape (video sources, len(steps))."""
-        return _weights(self._video_knots, steps)
+    def clip_weights(self, steps: np.ndarray) -> np.ndarray:
+        """Unnormalised weights, shape (clip sources, len(steps))."""
+        return _weights(self._clip_knots, steps)
 
     def image_weights(self, steps: np.ndarray) -> np.ndarray:
         """Unnormalised weights, shape (image sources, len(steps))."""
@@ -53,7 +54,7 @@ class Curriculum:
         offset = start % _BLOCK
         uniforms = uniforms[offset : offset + n]
         steps = np.arange(start, stop, dtype=np.int64) // self.samples_per_step
-        videos = _choose(self.video_weights(steps), uniforms[:, 0])
+        videos = _choose(self.clip_weights(steps), uniforms[:, 0])
         if self.images_per_sample == 0:
             return videos, np.zeros((n, 0), np.int64)
         image_weights = self.image_weights(steps)

@@ -10,6 +10,10 @@ step ``s`` is the same whether the run was uninterrupted, resumed from :meth:`st
 built with ``start_step=s``; the state dict adds the counters and guards against a changed
 config or manifest.
 
+Images as clips (``data.image_clips``): a clip drawn from an image source is the image filmed by
+the simulated hand-held camera of :mod:`training.data.camera`, its path drawn from the row's
+keyed generator; its ``frame_indices`` are all 0.
+
 In-process, iterating the dataset advances its own position as each sample is yielded (one
 iteration at a time). Multi-process loading: under a DataLoader with K workers, worker ``w`` materialises the batches
 ``b`` with ``b % K == w`` (batches of ``batch_size`` samples, counted from where iteration
@@ -33,6 +37,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from lavie.core.errors import UserError
+from training.data.camera import camera_path, image_clip
 from training.data.config import DataConfig
 from training.data.curriculum import Curriculum
 from training.data.decode import (
@@ -67,6 +72,8 @@ class SourceCounters:
     drawn: int = 0
     undecodable: int = 0
     too_short: int = 0
+    low_fps: int = 0
+    too_small: int = 0
     precomputed: int = 0  # items read from the latent store instead of decoded
 
 
@@ -95,10 +102,12 @@ class JointVideoImageDataset(IterableDataset):
         grad_accum_steps: int = 1,
         manifests: dict[str, ManifestIndex] | None = None,
         latents: LatentStore | None = None,
+        distinct_frames: bool = False,
     ) -> None:
         """``batch_size`` is the per-rank micro-batch; one optimizer step consumes
         ``batch_size * grad_accum_steps`` samples. ``manifests`` (from :func:`validate_sources`)
-        saves re-reading Parquet footers when the caller has already validated."""
+        saves re-reading Parquet footers when the caller has already validated.
+        ``distinct_frames``: skip clips slower than ``target_fps`` (see :class:`ClipSpec`)."""
         if batch_size < 1 or grad_accum_steps < 1 or start_step < 0:
             raise ValueError("batch_size and grad_accum_steps must be >= 1, start_step >= 0")
         super().__init__()
@@ -110,7 +119,7 @@ class JointVideoImageDataset(IterableDataset):
         self._latents = latents
         self._window_offsets = config.window_offsets()
         manifests = manifests if manifests is not None else validate_sources(config)
-        used = config.video_sources + (config.image_sources if config.images_per_sample else [])
+        used = config.clip_sources + (config.image_sources if config.images_per_sample else [])
         self._shards = {
             s.name: ShardReader(
                 manifests[s.name], rank, world_size, config.seed, config.shuffle_rows
@@ -118,7 +127,8 @@ class JointVideoImageDataset(IterableDataset):
             for s in used
         }
         self._curriculum = Curriculum(config, rank, self.samples_per_step)
-        self._spec = ClipSpec.from_data_config(config)
+        self._spec = ClipSpec.from_data_config(config, distinct_frames=distinct_frames)
+        self._image_sources = {s.name for s in config.image_sources}
         self._sample_index = 0
         self._cursors = dict.fromkeys(self._shards, 0)
         self._counters = {name: SourceCounters() for name in self._shards}
@@ -215,7 +225,7 @@ class JointVideoImageDataset(IterableDataset):
     def _advance(self, videos: np.ndarray, images: np.ndarray) -> None:
         """Move past planned samples: count each source's draws."""
         for names, chosen in (
-            (self._curriculum.video_sources, videos),
+            (self._curriculum.clip_sources, videos),
             (self._curriculum.image_sources, images),
         ):
             for index, count in enumerate(np.bincount(chosen.ravel(), minlength=len(names))):
@@ -233,10 +243,9 @@ class JointVideoImageDataset(IterableDataset):
 
     def _make_sample(self, i: int, video_choice: int, image_choices: np.ndarray) -> Sample:
         skips: list[tuple[str, str]] = []
-        source = self._curriculum.video_sources[video_choice]
-        (video, indices), row = self._draw(
-            i, 0, source, self._cursors[source], self._load_clip, skips
-        )
+        source = self._curriculum.clip_sources[video_choice]
+        load_clip = self._load_image_clip if source in self._image_sources else self._load_clip
+        (video, indices), row = self._draw(i, 0, source, self._cursors[source], load_clip, skips)
         precomputed = [source] if video.is_floating_point() else []
         images, captions, image_ids, image_sources = [], [], [], []
         taken: Counter[str] = Counter()  # draws of each image source earlier in this sample
@@ -261,7 +270,7 @@ class JointVideoImageDataset(IterableDataset):
             "image_captions": captions,
             "video_source": source,
             "image_sources": image_sources,
-            "clip_id": row_clip_id(row),
+            "clip_id": row_image_id(row) if source in self._image_sources else row_clip_id(row),
             "image_ids": image_ids,
             "frame_indices": indices,
             "sample_index": i,
@@ -313,13 +322,32 @@ class JointVideoImageDataset(IterableDataset):
         return load_clip_row(row, self._spec, offset)
 
     def _load_image(self, row: Row, rng: np.random.Generator) -> torch.Tensor:
-        if row["uri"] is None:
-            raise SkipSample("undecodable", "row lacks uri")
+        self._check_image_row(row)
         if self._latents is not None:
             moments = self._latents.get(LatentStore.image_key(row_image_id(row)))
             if moments is not None:
                 return moments
         return load_image(row["uri"], self.config.height, self.config.width, self.config.storage_options)
+
+    def _load_image_clip(self, row: Row, rng: np.random.Generator) -> tuple[torch.Tensor, list[int]]:
+        """An image as a clip of ``num_frames`` frames (see :mod:`training.data.camera`)."""
+        self._check_image_row(row)
+        motion, config = self.config.image_clips, self.config
+        margin = 2 * motion.max_shift
+        image = load_image(row["uri"], config.height + margin, config.width + margin, config.storage_options)
+        offsets = camera_path(motion, config.num_frames, rng)
+        return image_clip(image, offsets, config.height, config.width), [0] * config.num_frames
+
+    def _check_image_row(self, row: Row) -> None:
+        if row["uri"] is None:
+            raise SkipSample("undecodable", "row lacks uri")
+        least = self.config.min_image_side
+        if least is not None:
+            sides = [side for side in (row["height"], row["width"]) if side is not None]
+            if len(sides) < 2:
+                raise SkipSample("too_small", "row lacks the image size that min_image_side needs")
+            if min(sides) < least:
+                raise SkipSample("too_small", f"{row['width']}x{row['height']} is under {least} pixels")
 
     def _warn(self, source: str, skip: SkipSample) -> None:
         self._warned[source] += 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -30,7 +30,10 @@ from lavie.core.video import VideoReadError, open_video
 if TYPE_CHECKING:
     from training.data.config import DataConfig
 
-SkipReason = Literal["undecodable", "too_short"]
+#: Why a row was replaced: unreadable; a clip shorter than the frame window; a clip whose frame
+#: rate is below ``target_fps`` where frames must not repeat; an image under the minimum size.
+SkipReason = Literal["undecodable", "too_short", "low_fps", "too_small"]
+SKIP_REASONS: tuple[SkipReason, ...] = get_args(SkipReason)
 
 
 class SkipSample(Exception):
@@ -53,10 +56,14 @@ class ClipSpec:
     target_fps: float | None = None
     decode_threads: int = 1
     storage_options: dict[str, Any] = field(default_factory=dict)
+    # Sampled frames are distinct source frames: a clip slower than ``target_fps`` is skipped
+    # (``low_fps``) instead of repeating frames (the interpolation model learns real motion).
+    distinct_frames: bool = False
 
     @classmethod
-    def from_data_config(cls, config: DataConfig) -> ClipSpec:
+    def from_data_config(cls, config: DataConfig, *, distinct_frames: bool = False) -> ClipSpec:
         return cls(
+            distinct_frames=distinct_frames,
             num_frames=config.num_frames,
             height=config.height,
             width=config.width,
@@ -86,6 +93,8 @@ def frame_step(spec: ClipSpec, fps: float | None) -> float:
         return float(spec.frame_stride)
     if not fps or fps <= 0:
         raise SkipSample("undecodable", "frame rate unknown, needed for target_fps")
+    if spec.distinct_frames and fps < spec.target_fps:
+        raise SkipSample("low_fps", f"clip at {fps:g} fps cannot give {spec.target_fps:g} fps without repeating frames")
     return fps / spec.target_fps
 
 

@@ -129,6 +129,17 @@ def index_manifest(
     )
 
 
+def max_fps(manifest: ManifestIndex) -> float | None:
+    """The highest frame rate among a clip manifest's rows (its ``fps`` column only is read);
+    None when no row records one."""
+    import pyarrow.compute as pc
+
+    fs, _ = arrow_filesystem(manifest.uri, manifest.storage_options)
+    table = ds.dataset(list(manifest.files), format="parquet", filesystem=fs).to_table(columns=["fps"])
+    value = pc.max(table.column("fps")).as_py()
+    return float(value) if value is not None else None
+
+
 class ShardReader:
     """Rows of one rank's shard of a manifest, by (epoch, position) in a shuffled epoch order."""
 
@@ -238,7 +249,8 @@ def validate_sources(config: DataConfig) -> dict[str, ManifestIndex]:
         s.name: index_manifest(s.name, s.manifest, s.kind, config.storage_options)
         for s in config.sources
     }
-    kinds: list[tuple[str, list[SourceConfig]]] = [("video", config.video_sources)]
+    clips = "video" if config.image_clips is None else "clip"
+    kinds: list[tuple[str, list[SourceConfig]]] = [(clips, config.clip_sources)]
     if config.images_per_sample > 0:
         kinds.append(("image", config.image_sources))
     for kind, sources in kinds:

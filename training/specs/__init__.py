@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 #: ``model.kind`` → where its spec class is (imported only when used, like the curation steps).
 SPECS: dict[str, str] = {
     "base": "training.specs.base_model:BaseModelSpec",
+    "interpolation": "training.specs.interpolation:InterpolationModelSpec",
+    "vsr": "training.specs.vsr:VSRModelSpec",
+    "long_video": "training.specs.long_video:LongVideoModelSpec",
+    "lora": "training.specs.lora:LoRAModelSpec",
 }
 
 

@@ -9,7 +9,9 @@ engine, the EMA, checkpoints, metrics, the Ray reports and the export. A spec ow
   default trainable set), :meth:`build_dataset` (what a sample holds), :meth:`prepare` and
   :meth:`loss` (frozen encoders and the objective: a batch → a loss), :meth:`probe_inputs` (a
   fixed model input, to check the export against the engine);
-* export: :meth:`export_model` (the ``cascade.models`` class its folder loads with).
+* export: :meth:`model_config` (what the checkpoint records to rebuild the network),
+  :meth:`export_model` (the network rebuilt from consolidated weights) and :meth:`save_export`
+  (the folder it writes: a ``cascade.models`` folder, or a LoRA adapter).
 """
 
 from __future__ import annotations
@@ -17,16 +19,20 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from lavie.core.config import StrictModel, validate
+from training import rng
+from training.engine import select_trainable
 from training.model_files import public_config
 from training.objective import LossParts
 
 if TYPE_CHECKING:
     from training.config import TrainConfig
+    from training.data import DataConfig
     from training.latent_store import LatentStore
 
 
@@ -75,6 +81,8 @@ class ModelSpec(ABC):
     default_trainable: ClassVar[str] = "all"
     #: The pydantic model of ``model.options`` for this kind.
     Options: ClassVar[type[StrictModel]] = NoOptions
+    #: The objective's target when ``objective.prediction_type`` is unset.
+    default_prediction_type: ClassVar[str] = "epsilon"
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -89,15 +97,31 @@ class ModelSpec(ABC):
     def trainable(self) -> str:
         return self.config.trainable or self.default_trainable
 
+    @property
+    def prediction_type(self) -> str:
+        return self.config.objective.prediction_type or self.default_prediction_type
+
     # ------------------------------------------------------------------ driver side
     @abstractmethod
     def check(self) -> ModelInfo:
         """Pre-flight: the model folders fit each other and the data, no weights loaded."""
 
+    def data_config(self) -> DataConfig:
+        """The data stream's config: ``data`` as written (a kind may fix some of its settings)."""
+        return self.config.data
+
     # ------------------------------------------------------------------ worker side
     @abstractmethod
     def build_model(self) -> torch.nn.Module:
         """The network with its starting weights, in fp32 on the CPU."""
+
+    def starting_model(self) -> torch.nn.Module:
+        """:meth:`build_model` as training starts: its new layers drawn from the run's seed (the
+        same on every rank, and again at export) and its trainable set selected."""
+        torch.manual_seed(rng.key_seed(self.config.run.seed, rng.INIT))
+        model = self.build_model()
+        select_trainable(model, self.trainable)
+        return model
 
     @abstractmethod
     def build_dataset(self, rank: int, world_size: int, start_step: int, latents: LatentStore | None) -> Any:
@@ -120,6 +144,15 @@ class ModelSpec(ABC):
         trained engine with the exported folder."""
 
     # ------------------------------------------------------------------ export
+    def model_config(self, model: torch.nn.Module) -> dict[str, Any]:
+        """What the checkpoint records to rebuild the network at export (its diffusers config)."""
+        return dict(model.config)
+
+    @classmethod
+    def save_export(cls, model: torch.nn.Module, folder: Path) -> None:
+        """Write one exported network (``raw/`` or ``ema/``) into ``folder``."""
+        model.save_pretrained(folder)
+
     @classmethod
     def export_model(cls, model_config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]) -> torch.nn.Module:
         """The network rebuilt from a consolidated checkpoint, ready for ``save_pretrained``."""
