@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from cascade.pipelines.settings import STAGE_ORDER, GenerationSettings
 from lavie.core.config import StrictModel
 from lavie.core.errors import UserError, config_error, first_line, require_ray
 from lavie.core.storage import atomic_write, atomic_write_json
+
+logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.parquet"
 VIDEOS = "videos"
@@ -205,9 +208,14 @@ def _run_ray(arguments: tuple[str, str, str, bool], pending: list[tuple[PromptIt
         return
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    resources = ray.cluster_resources()
+    gpus = 1 if resources.get("GPU", 0) >= 1 else 0
+    capacity = int(resources.get("GPU" if gpus else "CPU", 1))
+    if workers > capacity:  # more actors than the cluster can place would wait forever
+        logger.warning("--workers %d: the cluster has room for %d generation actors; starting %d", workers, capacity, capacity)
     actor_class = ray.remote(num_cpus=0 if gpus else 1, num_gpus=gpus)(GenerationWorker)
-    actors = [actor_class.remote(*arguments, "cuda" if gpus else "cpu") for _ in range(min(workers, len(pending)))]
+    count = max(1, min(workers, capacity, len(pending)))
+    actors = [actor_class.remote(*arguments, "cuda" if gpus else "cpu") for _ in range(count)]
     try:
         ray.get([actor.ready.remote() for actor in actors])
     except ray.exceptions.RayActorError as exc:
