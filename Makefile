@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(PY) -m lavie.demo --workdir demo_output
 
 test: $(STAMP) browser
-	$(PY) -m pytest $(PYTEST_ARGS)
+	LAVIE_REQUIRE_BROWSER=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf demo_output .pytest_cache

@@ -32,7 +32,7 @@ from pydantic import Field, ValidationError
 from cascade.errors import CascadeError
 from cascade.pipelines.settings import STAGE_ORDER, GenerationSettings
 from lavie.core.config import StrictModel
-from lavie.core.errors import UserError, config_error, first_line, require_ray
+from lavie.core.errors import UserError, config_error, first_line, message_line, require_ray
 from lavie.core.storage import atomic_write, atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class GenerationWorker:
                        height=frames.shape[1], width=frames.shape[2], fps=result.fps,
                        **{f"seconds_{stage}": seconds for stage, seconds in result.seconds.items()})  # fmt: skip
         except UserError as exc:  # this prompt cannot be generated: record why, keep going
-            row.update(status="failed", error=str(exc).splitlines()[0])
+            row.update(status="failed", error=message_line(exc))
         except Exception as exc:  # noqa: BLE001 - one prompt's failure must not lose the batch
             row.update(status="failed", error=first_line(exc))
         atomic_write_json(str(self.out_dir / "rows" / f"{identifier}.json"), row)

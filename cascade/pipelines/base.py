@@ -8,12 +8,11 @@ from pathlib import Path
 
 import torch
 
-from cascade.encoders import decode_latents
 from cascade.errors import CascadeError
 from cascade.models.lora import load_spatial_lora
 from cascade.models.unet_3d import BaseUNet3DModel
 from cascade.pipelines.denoise import Conditioning, LoopSettings, StepCallback, denoise
-from cascade.pipelines.output import OutputType, VideoPipelineOutput, check_output_type, format_frames
+from cascade.pipelines.output import OutputType, VideoPipelineOutput, check_output_type
 from cascade.pipelines.stage import (
     StagePipeline,
     as_prompt_list,
@@ -72,10 +71,7 @@ class TextToVideoPipeline(StagePipeline):
                 pipeline=self,
                 stage=self.stage,
             )
-            frames = final if output_type == "latent" else format_frames(
-                decode_latents(self.vae, final, decode_chunk_size), output_type
-            )  # fmt: skip
-        return VideoPipelineOutput(frames, final, {self.stage: time.perf_counter() - started})
+            return self.output(final, output_type, decode_chunk_size, started)
 
     # ------------------------------------------------------------------ LoRA (paper, section 5.6)
     def load_lora(self, path: str | Path, scale: float = 1.0) -> None:

@@ -20,7 +20,7 @@ from cascade.encoders import decode_latents
 from cascade.errors import CascadeError
 from cascade.pipelines.base import TextToVideoPipeline
 from cascade.pipelines.denoise import StepCallback
-from cascade.pipelines.folder import CascadeFolder, read_config
+from cascade.pipelines.folder import CascadeFolder
 from cascade.pipelines.interpolation import InterpolationPipeline
 from cascade.pipelines.long_video import LongVideoPipeline
 from cascade.pipelines.output import format_frames
@@ -28,6 +28,7 @@ from cascade.pipelines.settings import GenerationSettings
 from cascade.pipelines.stage import check_size, halvings
 from cascade.pipelines.video_input import VideoInput, load_video
 from cascade.pipelines.vsr import VSRPipeline
+from lavie.core.config import read_mapping
 
 
 @dataclass
@@ -79,8 +80,8 @@ class CascadePipeline:
         for stage in settings.stages + (["long_video"] if settings.mode == "long" else []):
             cascade.stage_model(stage)
         if settings.starts_from_text:
-            unet_config = read_config(cascade.stage_model("base") / "config.json")
-            vae_config = read_config(cascade.part("vae") / "config.json")
+            unet_config = read_mapping(cascade.stage_model("base") / "config.json")
+            vae_config = read_mapping(cascade.part("vae") / "config.json")
             check_size(unet_config, settings.height, settings.width, halvings(vae_config), "base")
         if settings.lora and not Path(settings.lora).exists():
             raise CascadeError(f"{settings.lora}: no such LoRA adapter")
@@ -109,11 +110,11 @@ class CascadePipeline:
             latents = self._run_base(prompt, settings, generator, callback_on_step_end, seconds)
         elif video is None:
             raise CascadeError(f"stages {','.join(settings.stages)} start from a video: give one")
-        else:
-            pixels = load_video(video)
+        elif self.interpolation is None:
+            pixels = load_video(video)  # the VSR's low-resolution input
         if self.interpolation is not None:
             result = self.interpolation(
-                video=pixels_to_unit(pixels) if pixels is not None else None,
+                video=video,
                 video_latents=latents,
                 prompt=prompt,
                 num_inference_steps=settings.interpolation_steps,
@@ -135,7 +136,6 @@ class CascadePipeline:
                 guidance_scale=settings.vsr_guidance,
                 noise_level=settings.noise_level,
                 generator=generator,
-                output_type="pt",
                 callback_on_step_end=callback_on_step_end,
                 chunk_frames=settings.vsr_chunk_frames,
                 chunk_overlap=settings.vsr_chunk_overlap,
@@ -143,7 +143,7 @@ class CascadePipeline:
                 tile_overlap=settings.vsr_tile_overlap,
             )
             seconds.update(result.seconds)
-            frames = result.frames.permute(0, 1, 3, 4, 2).numpy()
+            frames = result.frames
         else:
             frames = format_frames(pixels if pixels is not None else self._decode(latents, settings, seconds), "np")
         return CascadeOutput(frames, settings.output_fps(), seconds)
@@ -176,7 +176,3 @@ class CascadePipeline:
         seconds["decode"] = seconds.get("decode", 0.0) + time.perf_counter() - started
         return pixels
 
-
-def pixels_to_unit(pixels: torch.Tensor) -> torch.Tensor:
-    """``(B, 3, F, H, W)`` in [-1, 1] → ``(B, F, 3, H, W)`` in [0, 1] (a pipeline's ``pt`` layout)."""
-    return ((pixels + 1.0) / 2.0).permute(0, 2, 1, 3, 4)

@@ -31,6 +31,7 @@ from typing import Any
 from cascade.errors import ModelLoadError
 from cascade.models import registry
 from cascade.models.exports import EXPORT_INFO, model_folder
+from lavie.core.config import read_mapping
 
 MODEL_INDEX = "model_index.json"
 #: Stage name → its model folder in a cascade folder, and the class that folder must hold.
@@ -67,11 +68,7 @@ class CascadeFolder:
         index_file = path / MODEL_INDEX
         if not index_file.is_file():
             raise ModelLoadError(f"{path}: not a cascade folder (no {MODEL_INDEX}; build one with `lavie cascade assemble`)")
-        try:
-            index = json.loads(index_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise ModelLoadError(f"{index_file}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-        return cls(path, index)
+        return cls(path, read_mapping(index_file))
 
     def has_stage(self, stage: str) -> bool:
         return stage in self.index.get("stages", []) and (self.path / STAGE_MODELS[stage][0]).is_dir()
@@ -141,7 +138,7 @@ def assemble_cascade(
             _link_tree(folder, staging / STAGE_MODELS[stage][0])
         for name in SD_PARTS:
             _link_tree(sd / name, staging / name)
-        scheduler = dict(base_scheduler or _read_scheduler(sd / "scheduler"))
+        scheduler = dict(base_scheduler or read_mapping(sd / "scheduler" / "scheduler_config.json"))
         prediction = next((info.get("prediction_type") for _, info in resolved.values() if info.get("prediction_type")), None)
         if prediction:
             scheduler["prediction_type"] = prediction
@@ -157,7 +154,7 @@ def assemble_cascade(
             upscaler = Path(upscaler)
             for name, source in VSR_PARTS.items():
                 _link_tree(upscaler / source, staging / name)
-            upscaler_index = read_config(upscaler / MODEL_INDEX) if (upscaler / MODEL_INDEX).is_file() else {}
+            upscaler_index = read_mapping(upscaler / MODEL_INDEX) if (upscaler / MODEL_INDEX).is_file() else {}
             index["vsr_max_noise_level"] = int(upscaler_index.get("max_noise_level", DEFAULT_MAX_NOISE_LEVEL))
         (staging / MODEL_INDEX).write_text(json.dumps(index, indent=2))
         shutil.rmtree(out, ignore_errors=True)
@@ -172,12 +169,12 @@ def _model_folder(stage: str, path: Path) -> tuple[Path, dict[str, Any]]:
     """The ``cascade.models`` folder of an export or model folder, checked to hold ``stage``'s class."""
     if not path.is_dir():
         raise ModelLoadError(f"{path}: no such model folder for the {stage} stage")
-    info = read_config(path / EXPORT_INFO) if (path / EXPORT_INFO).is_file() else {}
+    info = read_mapping(path / EXPORT_INFO) if (path / EXPORT_INFO).is_file() else {}
     path = model_folder(path)
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ModelLoadError(f"{path}: not a model folder or a lavie train export (no config.json or {EXPORT_INFO})")
-    class_name = registry.canonical_name(str(read_config(config_file).get("_class_name")))
+    class_name = registry.canonical_name(str(read_mapping(config_file).get("_class_name")))
     expected = STAGE_MODELS[stage][1]
     if class_name != expected:
         raise ModelLoadError(f"{path}: holds a {class_name}, but the {stage} stage needs a {expected}")
@@ -193,18 +190,6 @@ def _link_or_copy(source: str, target: str) -> None:
         os.link(source, target)
     except OSError:
         shutil.copy2(source, target)
-
-
-def read_config(path: Path) -> dict[str, Any]:
-    """A JSON file of a model or cascade folder; a one-line error when unreadable."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{path}: cannot read ({exc})") from None
-
-
-def _read_scheduler(folder: Path) -> dict[str, Any]:
-    return read_config(folder / "scheduler_config.json")
 
 
 def _write_scheduler(folder: Path, config: Mapping[str, Any], class_name: str) -> None:

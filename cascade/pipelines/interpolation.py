@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 import torch
 
-from cascade.encoders import decode_latents, encode_video_latents
+from cascade.encoders import encode_video_latents
 from cascade.errors import CascadeError
 from cascade.models.interpolation import INTERPOLATION_FACTOR, InterpolationUNet3DModel, build_interpolation_condition
 from cascade.pipelines.denoise import Conditioning, LoopSettings, StepCallback, denoise
-from cascade.pipelines.output import OutputType, VideoPipelineOutput, check_output_type, format_frames
+from cascade.pipelines.output import OutputType, VideoPipelineOutput, check_output_type
 from cascade.pipelines.stage import StagePipeline, as_prompt_list, check_latent_size, initial_noise, vae_scale
 from cascade.pipelines.video_input import VideoInput, load_video
 from cascade.pipelines.windows import spans
@@ -80,10 +80,7 @@ class InterpolationPipeline(StagePipeline):
                                 pipeline=self, stage=self.stage)  # fmt: skip
                 pieces.append(piece if not pieces else piece[:, :, 1:])  # the shared frame comes from the earlier window
             final = torch.cat(pieces, dim=2)
-            frames = final if output_type == "latent" else format_frames(
-                decode_latents(self.vae, final, decode_chunk_size), output_type
-            )  # fmt: skip
-        return VideoPipelineOutput(frames, final, {self.stage: time.perf_counter() - started})
+            return self.output(final, output_type, decode_chunk_size, started)
 
     def _key_latents(
         self, video: VideoInput | None, video_latents: torch.Tensor | None, height: int | None, width: int | None, batch: int

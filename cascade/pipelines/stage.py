@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -10,13 +11,15 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from cascade.encoders import encode_prompts
+from cascade.encoders import decode_latents, encode_prompts
 from cascade.errors import CascadeError, ModelLoadError
 from cascade.models import registry
 from cascade.models.unet_3d import BaseUNet3DModel
 from cascade.pipelines.denoise import uses_guidance
-from cascade.pipelines.folder import CascadeFolder, read_config
+from cascade.pipelines.folder import CascadeFolder
+from cascade.pipelines.output import OutputType, VideoPipelineOutput, format_frames
 from cascade.pipelines.runtime import Runtime
+from lavie.core.config import read_mapping
 from lavie.core.errors import first_line
 
 SCHEDULERS = {"ddpm": "DDPMScheduler", "ddim": "DDIMScheduler", "euler": "EulerDiscreteScheduler"}
@@ -24,7 +27,7 @@ SCHEDULERS = {"ddpm": "DDPMScheduler", "ddim": "DDIMScheduler", "euler": "EulerD
 
 def load_unet(folder: Path, expected: type[BaseUNet3DModel], dtype: torch.dtype) -> BaseUNet3DModel:
     """The 3D model in ``folder``, which must be an ``expected`` (or a subclass)."""
-    config = read_config(folder / "config.json")
+    config = read_mapping(folder / "config.json")
     cls = registry.model_class(str(config.get("_class_name")))
     if cls is None or not issubclass(cls, expected):
         raise ModelLoadError(f"{folder}: holds a {config.get('_class_name')}, expected a {expected.__name__}")
@@ -169,6 +172,16 @@ class StagePipeline:
     @property
     def device(self) -> torch.device:
         return self.runtime.device
+
+    def output(
+        self, latents: torch.Tensor, output_type: OutputType, decode_chunk_size: int | None, started: float
+    ) -> VideoPipelineOutput:
+        """The stage's result: its final latents, decoded unless ``output_type`` is ``latent``, and
+        its seconds since ``started``."""
+        frames = latents if output_type == "latent" else format_frames(
+            decode_latents(self.vae, latents, decode_chunk_size), output_type
+        )  # fmt: skip
+        return VideoPipelineOutput(frames, latents, {self.stage: time.perf_counter() - started})
 
     def encode_prompt(
         self, prompts: list[str], negative_prompt: str | Sequence[str] | None, guidance_scale: float

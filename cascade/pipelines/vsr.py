@@ -18,12 +18,11 @@ from collections.abc import Sequence
 
 import torch
 
-from cascade.encoders import decode_latents
 from cascade.errors import CascadeError
 from cascade.models.vsr import VSRUNet3DModel
 from cascade.pipelines.denoise import Conditioning, LoopSettings, StepCallback, denoise
 from cascade.pipelines.folder import CascadeFolder
-from cascade.pipelines.output import OutputType, VideoPipelineOutput, check_output_type, format_frames
+from cascade.pipelines.output import OutputType, VideoPipelineOutput, check_output_type
 from cascade.pipelines.stage import StagePipeline, as_prompt_list, check_latent_size, initial_noise, load_scheduler
 from cascade.pipelines.video_input import VideoInput, load_video
 from cascade.pipelines.windows import WindowPlan
@@ -102,8 +101,5 @@ class VSRPipeline(StagePipeline):
                 pipeline=self,
                 stage=self.stage,
             )
-            frames = final if output_type == "latent" else format_frames(
-                decode_latents(self.vae, final, decode_chunk_size), output_type
-            )  # fmt: skip
-        return VideoPipelineOutput(frames, final, {self.stage: time.perf_counter() - started})
+            return self.output(final, output_type, decode_chunk_size, started)
 

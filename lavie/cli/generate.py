@@ -13,6 +13,7 @@ from cascade.batch import PromptItem, generate_batch, read_prompts
 from cascade.pipelines.folder import assemble_cascade
 from cascade.pipelines.settings import GenerationSettings
 from lavie.cli.options import add_address
+from lavie.core.config import read_mapping
 from lavie.core.errors import UserError, config_error
 
 #: ``--flag`` → GenerationSettings field, for the settings given on the command line.
@@ -75,7 +76,7 @@ def _register_generate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="default: bf16 on GPU, fp32 on CPU")
     p.add_argument("--offload", action="store_true", default=None, help="keep each stage on the GPU only while it runs")
     p.add_argument("--png", action="store_true", help="also write every frame as a PNG (OUT/frames/<id>/)")
-    p.add_argument("--settings", metavar="JSON", help="a settings file (JSON); flags override it")
+    p.add_argument("--settings", metavar="FILE", help="a settings file (JSON or YAML); flags override it")
     add_address(p)
     p.add_argument("--workers", type=int, default=1, help="Ray actors, each holding the cascade (one GPU each)")
     p.add_argument("--device", default=None, help="without Ray: cuda, cuda:1 or cpu (default: cuda when present)")
@@ -99,15 +100,7 @@ def _register_cascade(subparsers: argparse._SubParsersAction) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> GenerationSettings:
-    values = {}
-    if args.settings:
-        path = Path(args.settings)
-        if not path.is_file():
-            raise UserError(f"{path}: no such settings file")
-        try:
-            values = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}: not JSON ({exc.msg})") from None
+    values = read_mapping(args.settings, f"--settings {args.settings}") if args.settings else {}
     values.update({field: getattr(args, flag) for flag, field in SETTING_FLAGS.items() if getattr(args, flag) is not None})
     try:
         return GenerationSettings.model_validate(values)
