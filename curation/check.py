@@ -3,17 +3,20 @@
 Any manifest will do: a curation output, or a Parquet file or folder made elsewhere (WebVid-style)
 with a ``source_uri`` column. A clip is the frame range ``[start_frame, end_frame)`` when the
 manifest gives one, else the time range ``[start_sec, end_sec)`` (mapped to frames through the
-video's own timestamps), else the whole video. Each video is opened once, with the reader the
-training stream uses (:func:`lavie.core.video.open_video`), in one Ray task per video; each of its
-clips is checked in turn:
+video's own timestamps), else the whole video. The work is one Ray task per Parquet file of the
+manifest (a curation output's shard part), at most a window of them in flight; a task opens each
+video once for its consecutive rows, with the reader the training stream uses
+(:func:`lavie.core.video.open_video`), and checks each of its clips in turn:
 
     opens     the file is there and a decoder opens it          (else ``unreadable``)
     range     the range is well formed and inside the video     (``bad_range``, ``out_of_range``)
     decodes   every frame of the range decodes                  (else ``undecodable``)
 
 ``--frames ends`` decodes only each clip's first, middle and last frame: quicker, and it still
-finds what curation's own check finds. The report folder gets ``failures.parquet`` (one row per
-failed clip, with its reason and detail) and ``summary.json`` (the counts, funnel-style).
+finds what curation's own check finds. The report folder gets ``failures.parquet`` (a Parquet
+dataset with one part per manifest part, each task writing its own: one row per failed clip, with
+its reason and detail) and ``summary.json`` (the counts, funnel-style). The driver holds counts:
+its memory does not grow with the clips. ``videos`` counts a video once per part it appears in.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ import pyarrow.parquet as pq
 
 from lavie.core.errors import UserError, message_line, require_ray
 from lavie.core.manifest import open_manifest
-from lavie.core.storage import SealedOptions, atomic_write, atomic_write_json, join
+from lavie.core.storage import SealedOptions, arrow_filesystem, atomic_write, atomic_write_json, filesystem, join
+from lavie.core.tasks import bounded_tasks
 from lavie.core.video import VideoReadError, open_video
 
 Frames = Literal["all", "ends"]
@@ -71,6 +75,21 @@ class CheckSummary:
     failed: Counter = field(default_factory=Counter)  # reason → clips
     by_manifest: dict[str, dict[str, int]] = field(default_factory=dict)
 
+    def to_parts(self) -> dict[str, Any]:
+        """The counts alone, as a task returns them (:meth:`add` sums them)."""
+        return {"clips": self.clips, "videos": self.videos, "ok": self.ok, "failed": dict(self.failed),
+                "by_manifest": self.by_manifest}  # fmt: skip
+
+    def add(self, part: dict[str, Any]) -> None:
+        self.clips += part["clips"]
+        self.videos += part["videos"]
+        self.ok += part["ok"]
+        self.failed.update(part["failed"])
+        for manifest, counts in part["by_manifest"].items():
+            mine = self.by_manifest.setdefault(manifest, {"clips": 0, "ok": 0, "failed": 0})
+            for key, value in counts.items():
+                mine[key] += value
+
     def to_json(self) -> dict[str, Any]:
         funnel, left = [{"step": "clips", "count": self.clips}], self.clips
         for step, reason in CHECKS:
@@ -86,22 +105,79 @@ class CheckSummary:
         }
 
 
-def plan_checks(request: CheckRequest) -> list[dict[str, Any]]:
-    """One work item per (manifest, video): the video's clips, as the manifest gives them."""
-    items: dict[tuple[str, str], dict[str, Any]] = {}
+@dataclass(frozen=True)
+class CheckPart:
+    """One unit of work: a Parquet file of a manifest, checked by one Ray task."""
+
+    manifest: str
+    number: int
+    path: str  # in the manifest's filesystem
+    columns: tuple[str, ...]
+
+
+def plan_checks(request: CheckRequest) -> list[tuple[str, list[str], tuple[str, ...]]]:
+    """Per manifest: its URI, its Parquet files and the columns to read. Bad manifests fail here,
+    before any cluster starts; nothing is read beyond the datasets' file lists and footers."""
+    plans, rows = [], 0
     for uri in request.manifests:
         manifest = open_manifest(uri, request.storage_options)
-        if "source_uri" not in manifest.columns:
-            manifest.require_columns(["source_uri"])
-        columns = ["source_uri", *(c for c in _RANGE_COLUMNS if c in manifest.columns)]
-        for batch in manifest.table.to_batches(columns=columns):
-            for row in batch.to_pylist():
-                key = (uri, row["source_uri"] or "")
-                item = items.setdefault(key, {"manifest": uri, "source_uri": row["source_uri"], "clips": []})
-                item["clips"].append({c: row.get(c) for c in _RANGE_COLUMNS})
-    if not items:
+        manifest.require_columns(["source_uri"])
+        columns = ("source_uri", *(c for c in _RANGE_COLUMNS if c in manifest.columns))
+        plans.append((uri, list(manifest.table.files), columns))
+        rows += manifest.table.count_rows()
+    if not rows:
         raise UserError(f"{', '.join(request.manifests)}: no clips to check")
-    return list(items.values())
+    return plans
+
+
+def _parts(plans: list[tuple[str, list[str], tuple[str, ...]]]) -> Iterator[CheckPart]:
+    number = 0
+    for uri, files, columns in plans:
+        for path in files:
+            yield CheckPart(uri, number, path, columns)
+            number += 1
+
+
+def _videos(part: CheckPart, storage_options: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
+    """The part's rows as one work item per run of consecutive rows of the same video."""
+    fs, _ = arrow_filesystem(part.manifest, storage_options)
+    item: dict[str, Any] | None = None
+    with fs.open_input_file(part.path) as handle:
+        for batch in pq.ParquetFile(handle).iter_batches(columns=list(part.columns), batch_size=4096):
+            for row in batch.to_pylist():
+                if item is None or item["source_uri"] != row["source_uri"]:
+                    if item is not None:
+                        yield item
+                    item = {"manifest": part.manifest, "source_uri": row["source_uri"], "clips": []}
+                item["clips"].append({c: row.get(c) for c in _RANGE_COLUMNS})
+    if item is not None:
+        yield item
+
+
+def check_part(part: CheckPart, out: str, frames: Frames, storage: SealedOptions) -> dict[str, Any]:
+    """Check every clip of one manifest part (each video opened once for its run of rows), write
+    the part's failures under ``failures.parquet/`` and return its counts."""
+    options = storage.open()
+    summary, failures, videos = CheckSummary(), [], 0
+    counts = summary.by_manifest.setdefault(part.manifest, {"clips": 0, "ok": 0, "failed": 0})
+    for item in _videos(part, options):
+        videos += 1
+        for row in check_video(item, frames=frames, storage=storage):
+            summary.clips += 1
+            counts["clips"] += 1
+            if row["reason"] is None:
+                summary.ok += 1
+                counts["ok"] += 1
+            else:
+                summary.failed[row["reason"]] += 1
+                counts["failed"] += 1
+                failures.append({name: row.get(name) for name in FAILURE_SCHEMA.names})
+    summary.videos = videos
+    failures.sort(key=lambda r: (r["source_uri"], r["start_frame"] or -1))
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(failures, schema=FAILURE_SCHEMA), sink)
+    atomic_write(join(out, FAILURES_FILE, f"part-{part.number:05d}.parquet"), sink.getvalue(), options)
+    return summary.to_parts()
 
 
 def check_video(item: dict[str, Any], *, frames: Frames, storage: SealedOptions) -> list[dict[str, Any]]:
@@ -163,35 +239,24 @@ def run_check(
     connect: Callable[[], None] | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
-    """Check every clip of the manifests on Ray; write the report; return the summary."""
-    items = plan_checks(request)  # bad manifests fail here, before any cluster starts
+    """Check every clip of the manifests on Ray, one task per manifest part through a bounded
+    window; each task writes its failures itself and returns counts, which the driver sums.
+    Writes the report; returns the summary. ``on_progress(parts done, parts)``."""
+    plans = plan_checks(request)  # bad manifests fail here, before any cluster starts
     (connect or (lambda: require_ray("lavie check")))()
-    import ray.data
+    import ray
 
+    fs, path = filesystem(join(request.out, FAILURES_FILE), request.storage_options)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)  # an earlier report's parts
     storage = SealedOptions.seal(request.storage_options)
-    dataset = ray.data.from_items(items, override_num_blocks=len(items)).flat_map(
-        check_video, fn_kwargs={"frames": request.frames, "storage": storage}
-    )
-    summary, failures, videos = CheckSummary(), [], set()
-    for row in dataset.iter_rows():
-        summary.clips += 1
-        videos.add((row["manifest"], row["source_uri"]))
-        counts = summary.by_manifest.setdefault(row["manifest"], {"clips": 0, "ok": 0, "failed": 0})
-        counts["clips"] += 1
-        if row["reason"] is None:
-            summary.ok += 1
-            counts["ok"] += 1
-        else:
-            summary.failed[row["reason"]] += 1
-            counts["failed"] += 1
-            failures.append({name: row.get(name) for name in FAILURE_SCHEMA.names})
+    task = ray.remote(check_part).options(num_cpus=1, max_retries=3)
+    parts = sum(len(files) for _, files, _ in plans)
+    summary = CheckSummary()
+    for done, counts in enumerate(bounded_tasks(task, ((p, request.out, request.frames, storage) for p in _parts(plans))), 1):
+        summary.add(counts)
         if on_progress:
-            on_progress(summary.clips, sum(len(item["clips"]) for item in items))
-    summary.videos = len(videos)
-    failures.sort(key=lambda r: (r["manifest"], r["source_uri"], r["start_frame"] or -1))
-    sink = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(failures, schema=FAILURE_SCHEMA), sink)
-    atomic_write(join(request.out, FAILURES_FILE), sink.getvalue(), request.storage_options)
+            on_progress(done, parts)
     record = {"manifests": list(request.manifests), "frames": request.frames, **summary.to_json()}
     atomic_write_json(join(request.out, SUMMARY_FILE), record, request.storage_options)
     return record

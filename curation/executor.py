@@ -1,9 +1,13 @@
-"""The one executor: the declared steps (:data:`curation.steps.STEPS`) as a Ray Data graph.
+"""The one executor: the declared steps (:data:`curation.steps.STEPS`) over a shard's videos.
 
-``map`` steps become ``Dataset.map``, ``split`` steps ``flat_map`` and ``model`` steps
-``map_batches`` over an actor pool sized by the step's config section (a GPU per actor when the
-cluster has GPUs). Consecutive CPU steps fuse into one task per video. Before the first step that
-needs ``frames`` the executor samples them, and drops them after the last one.
+A shard's Ray task (:mod:`curation.worker`) calls :func:`run_steps` on its videos, a chunk of
+videos at a time. ``map`` and ``split`` steps run in the task, video by video: a video goes
+through every step up to the next model step before the next video starts, so it is opened once
+for all of them (:meth:`~curation.steps.base.StepContext.source`). ``model`` steps run in actor
+pools built once per run (:class:`ModelPools`, a GPU per actor when the cluster has GPUs): the
+task sends the chunk's kept rows in batches of the step's ``batch_size``, batched across videos.
+Before the first step that needs ``frames`` the executor samples them, and drops them after the
+last one; a chunk bounds the frames held at once.
 
 Around every step the executor does what no step should repeat: rows rejected earlier pass
 through untouched, a :class:`~curation.steps.Reject` (or any exception) becomes a reject row under
@@ -13,51 +17,25 @@ the step's name, and the step's seconds are added to the row. Every row stays ac
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from itertools import groupby
 from typing import Any
 
 import pyarrow as pa
 
 from curation.config import CurationConfig
-from curation.rows import FRAMES, METADATA, SECONDS_PREFIX, VIDEO_ROWS, Row, add_seconds, is_rejected, mark_rejected
+from curation.rows import FRAMES, METADATA, SECONDS_PREFIX, Row, add_seconds, is_rejected, mark_rejected
 from curation.steps import STEPS, Reject, Step, StepContext
 from lavie.core.errors import first_line
+
+#: Videos a task takes through the steps at once: enough clips to fill model batches, few enough
+#: that their sampled frames stay small.
+MIN_CHUNK_VIDEOS = 16
 
 
 def active_steps(config: CurationConfig) -> list[Step]:
     """The declared steps this config runs, in order."""
     return [step for step in STEPS if step.enabled(config)]
-
-
-def build_dataset(videos: list[Row], config: CurationConfig, context: StepContext) -> Any:
-    """The Ray Data graph over the given video rows (one block per video for load balance)."""
-    import ray
-    import ray.data
-
-    steps = active_steps(config)
-    needing = [i for i, step in enumerate(steps) if "frames" in step.needs]
-    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
-    ds = ray.data.from_items(videos, override_num_blocks=max(1, len(videos)))
-    for index, step in enumerate(steps):
-        if needing and index == needing[0]:
-            ds = ds.map(provide_frames, fn_kwargs={"stage": step.name, "context": context})
-        kwargs = {"step": step, "config": step.config_of(config), "context": context}
-        if step.kind == "map":
-            ds = ds.map(run_map_step, fn_kwargs=kwargs)
-        elif step.kind == "split":
-            ds = ds.flat_map(run_split_step, fn_kwargs=kwargs)
-        else:
-            section = kwargs["config"]
-            ds = ds.map_batches(
-                ModelStepActor,
-                fn_constructor_kwargs=kwargs,
-                batch_size=section.batch_size,
-                batch_format="pyarrow",
-                compute=ray.data.ActorPoolStrategy(size=section.actors),
-                num_gpus=1 if has_gpu else 0,
-            )
-        if needing and index == needing[-1]:
-            ds = ds.drop_columns([FRAMES])
-    return ds
 
 
 # --------------------------------------------------------------------------- per-row steps
@@ -75,13 +53,13 @@ def run_map_step(row: Row, *, step: Step, config: Any, context: StepContext) -> 
 
 
 def run_split_step(row: Row, *, step: Step, config: Any, context: StepContext) -> list[Row]:
-    """A video row → one row per clip, each carrying the video's columns and how many rows its
-    video produced (the shard writer's completion check); a rejected video stays one row.
+    """A video row → one row per clip, each carrying the video's columns; a rejected video stays
+    one row.
 
     The seconds that earlier steps spent on the video stay with its first clip only, so that
     summing over rows counts them once."""
     if is_rejected(row):
-        return [{**row, VIDEO_ROWS: 1}]
+        return [row]
     started = time.perf_counter()
     try:
         clips = step.load()(row, config, context)
@@ -95,10 +73,10 @@ def run_split_step(row: Row, *, step: Step, config: Any, context: StepContext) -
     if not clips:
         if not is_rejected(row):
             mark_rejected(row, step.name, "no_clips", "the step found no clip")
-        return [add_seconds({**row, VIDEO_ROWS: 1}, step.name, elapsed)]
+        return [add_seconds(row, step.name, elapsed)]
     video = {key: value for key, value in row.items() if key != METADATA}
     later = {key: 0.0 for key in video if key.startswith(SECONDS_PREFIX)}
-    rows = [{**video, **(later if index else {}), **clip, VIDEO_ROWS: len(clips)} for index, clip in enumerate(clips)]
+    rows = [{**video, **(later if index else {}), **clip} for index, clip in enumerate(clips)]
     return [add_seconds(clip_row, step.name, elapsed / len(clips)) for clip_row in rows]
 
 
@@ -120,52 +98,142 @@ def provide_frames(row: Row, *, stage: str, context: StepContext) -> Row:
 
 # --------------------------------------------------------------------------- batched model steps
 class ModelStepActor:
-    """One actor of a model step's pool: builds the step's model once, then runs it on the kept
-    rows of each batch and writes its columns back in place."""
+    """One actor of a model step's pool: builds the step's model once, then runs it on batches of
+    kept rows and returns the columns it sets and the seconds it took."""
 
     def __init__(self, step: Step, config: Any, context: StepContext) -> None:
-        self.step = step
         self.model = step.load()(config, context)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        stages = batch.column("reject_stage").to_pylist()
-        kept = [i for i, stage in enumerate(stages) if stage is None]
-        seconds = [0.0] * batch.num_rows
-        if kept:
-            started = time.perf_counter()
+    def __call__(self, batch: pa.Table) -> tuple[pa.Table, float]:
+        started = time.perf_counter()
+        result = self.model(batch)
+        if result.num_rows != batch.num_rows:
+            raise RuntimeError(f"returned {result.num_rows} rows for {batch.num_rows}")
+        return result, time.perf_counter() - started
+
+
+class ModelPools:
+    """The actor pool of every active model step, started once per run by the driver
+    (:meth:`start`); shard tasks get it as an argument and send their batches to it."""
+
+    def __init__(self, actors: dict[str, list[Any]], batch_sizes: dict[str, int]) -> None:
+        self.actors = actors
+        self.batch_sizes = batch_sizes
+
+    @classmethod
+    def start(cls, config: CurationConfig, context: StepContext) -> ModelPools:
+        import ray
+
+        has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        remote = ray.remote(ModelStepActor)
+        options: dict[str, Any] = {"num_gpus": 1, "num_cpus": 0} if has_gpu else {"num_cpus": 1}
+        options.update(max_restarts=-1, max_task_retries=2)  # a lost actor comes back; its calls retry
+        actors, batch_sizes = {}, {}
+        for step in active_steps(config):
+            if step.kind == "model":
+                section = step.config_of(config)
+                actors[step.name] = [remote.options(**options).remote(step, section, context) for _ in range(section.actors)]
+                batch_sizes[step.name] = section.batch_size
+        return cls(actors, batch_sizes)
+
+    def submit(self, actor: Any, batch: pa.Table) -> Any:
+        """Start ``actor`` on ``batch``; :meth:`result` waits for what it returns."""
+        return actor.__call__.remote(batch)
+
+    def result(self, call: Any) -> tuple[pa.Table, float]:
+        import ray
+
+        try:
+            return ray.get(call)
+        except ray.exceptions.RayActorError:
+            raise  # a lost actor is no verdict on the rows: the shard's task fails and Ray retries it
+        except ray.exceptions.RayTaskError as exc:
+            raise exc.cause if isinstance(exc.cause, Exception) else exc from None
+
+    def run(self, step: Step, rows: list[Row], offset: int) -> None:
+        """Run ``step`` on the kept ``rows`` in batches across its actors, writing its columns
+        into the rows; a batch the model fails on rejects its rows with ``model_error``."""
+        kept = [row for row in rows if not is_rejected(row)]
+        size, actors = self.batch_sizes[step.name], self.actors[step.name]
+        batches = [kept[i : i + size] for i in range(0, len(kept), size)]
+        calls = [self.submit(actors[(offset + j) % len(actors)], pa.Table.from_pylist(batch)) for j, batch in enumerate(batches)]
+        for batch, call in zip(batches, calls):
             try:
-                result = self.model(batch.take(kept))
-                if result.num_rows != len(kept):
-                    raise RuntimeError(f"returned {result.num_rows} rows for {len(kept)}")
-                batch = _scatter(batch, kept, result)
+                result, seconds = self.result(call)
+                values = result.to_pylist()
             except Exception as exc:  # noqa: BLE001 - a failing batch rejects its rows, not the run
-                detail = first_line(exc)
-                rejects = {"reject_stage": self.step.name, "reject_reason": "model_error", "reject_detail": detail}
-                batch = _scatter(batch, kept, pa.table({k: pa.array([v] * len(kept), pa.string()) for k, v in rejects.items()}))
-            share = (time.perf_counter() - started) / len(kept)
-            for i in kept:
-                seconds[i] = share
-        return _set_column(batch, SECONDS_PREFIX + self.step.name, pa.array(seconds, pa.float64()))
+                for row in batch:
+                    add_seconds(mark_rejected(row, step.name, "model_error", first_line(exc)), step.name, 0.0)
+                continue
+            for row, update in zip(batch, values):
+                row.update(update)
+                add_seconds(row, step.name, seconds / len(batch))
+
+    def stop(self) -> None:
+        import ray
+
+        for actors in self.actors.values():
+            for actor in actors:
+                ray.kill(actor)
 
 
-def _scatter(batch: pa.Table, rows: list[int], values: pa.Table) -> pa.Table:
-    """``batch`` with ``values``' columns written into ``rows`` (other rows keep their values)."""
-    for name in values.column_names:
-        new = values.column(name).to_pylist()
-        if name in batch.column_names:
-            column = batch.column(name).to_pylist()
-            kind = batch.schema.field(name).type
-            kind = values.schema.field(name).type if pa.types.is_null(kind) else kind
+# --------------------------------------------------------------------------- a shard's steps
+Operation = Callable[[Row], list[Row]]
+
+
+def _operations(steps: list[Step], config: CurationConfig, context: StepContext) -> list[Step | Operation]:
+    """The steps as a list of per-row operations, with the ``frames`` need attached before the
+    first step that needs it and dropped after the last; model steps stay as they are."""
+    needing = [i for i, step in enumerate(steps) if "frames" in step.needs]
+    operations: list[Step | Operation] = []
+    for index, step in enumerate(steps):
+        if needing and index == needing[0]:
+            operations.append(lambda row, stage=step.name: [provide_frames(row, stage=stage, context=context)])
+        kwargs = {"step": step, "config": step.config_of(config), "context": context}
+        if step.kind == "map":
+            operations.append(lambda row, kw=kwargs: [run_map_step(row, **kw)])
+        elif step.kind == "split":
+            operations.append(lambda row, kw=kwargs: run_split_step(row, **kw))
         else:
-            column, kind = [None] * batch.num_rows, values.schema.field(name).type
-        for position, value in zip(rows, new):
-            column[position] = value
-        batch = _set_column(batch, name, pa.array(column, kind))
-    return batch
+            operations.append(step)
+        if needing and index == needing[-1]:
+            operations.append(lambda row: [{k: v for k, v in row.items() if k != FRAMES}])
+    return operations
 
 
-def _set_column(batch: pa.Table, name: str, values: pa.Array) -> pa.Table:
-    index = batch.schema.get_field_index(name)
-    if index < 0:
-        return batch.append_column(name, values)
-    return batch.set_column(index, name, values)
+def _per_video(rows: list[Row], operations: list[Operation], context: StepContext) -> Iterator[Row]:
+    """Each video's rows through ``operations``, one video at a time, its file opened once."""
+    for _, video_rows in groupby(rows, key=lambda row: row["source_uri"]):
+        current = list(video_rows)
+        try:
+            for operation in operations:
+                current = [out for row in current for out in operation(row)]
+        finally:
+            context.close_source()
+        yield from current
+
+
+def run_steps(
+    videos: list[Row], config: CurationConfig, context: StepContext, pools: ModelPools | None, offset: int = 0
+) -> list[Row]:
+    """Every active step over ``videos`` (rows of consecutive input videos); returns the rows,
+    kept and rejected, that they produced. ``offset`` spreads shards over the model actors."""
+    operations = _operations(active_steps(config), config, context)
+    sizes = pools.batch_sizes.values() if pools else ()
+    chunk = max(MIN_CHUNK_VIDEOS, *sizes) if sizes else MIN_CHUNK_VIDEOS
+    out: list[Row] = []
+    for start in range(0, len(videos), chunk):
+        rows = videos[start : start + chunk]
+        pending: list[Operation] = []
+        for operation in [*operations, None]:
+            if operation is None or isinstance(operation, Step):
+                rows = list(_per_video(rows, pending, context)) if pending else rows
+                pending = []
+                if operation is not None:
+                    if pools is None:
+                        raise RuntimeError(f"step {operation.name} needs the run's model pools")
+                    pools.run(operation, rows, offset + start)
+            else:
+                pending.append(operation)
+        out.extend(rows)
+    return out

@@ -1,8 +1,8 @@
 """The row that flows through the curation pipeline.
 
 Every row has the clip manifest's columns plus three ``reject_*`` fields (null while the row is
-kept) and a few private fields (``_shard``, ``_video_rows``, ``_seconds_*``) the driver uses for
-resumption, completion tracking and timings. A step never drops a row: the executor marks it
+kept) and a few private fields (``_metadata``, ``_frames``, ``_seconds_*``) that the steps and the
+shard's counts use. A step never drops a row: the executor marks it
 rejected, and later steps pass rejected rows through untouched, so every input is accounted for.
 """
 
@@ -15,8 +15,6 @@ from lavie.core.manifest import CLIP_COLUMNS
 
 Row = dict[str, Any]
 
-SHARD = "_shard"
-VIDEO_ROWS = "_video_rows"  # rows this video produced in total: the driver's completion check
 METADATA = "_metadata"  # the video's metadata record, JSON text
 FRAMES = "_frames"  # sampled RGB frames for the model steps (bytes; see curation.steps.frames)
 SECONDS_PREFIX = "_seconds_"

@@ -1,19 +1,19 @@
-"""Shards: consecutive input videos whose rows are written together, the unit of resumption.
+"""Shards: consecutive input videos run by one Ray task and written together, the unit of work
+and of resumption.
 
-:class:`ShardAssembler` collects the rows streaming out of the executor and says when all the
-videos of a shard are through; :func:`shard_tables` turns a finished shard's rows into its clips
-and rejects tables and its counts (:class:`ShardCounts`, summed over shards for ``run.json``).
+:func:`shard_tables` turns a finished shard's rows into its clips and rejects tables and its
+counts (:class:`ShardCounts`: what the driver receives per shard, summed for ``run.json``).
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
-from curation.rows import SECONDS_PREFIX, SHARD, VIDEO_ROWS, Row
+from curation.rows import SECONDS_PREFIX, Row
 from lavie.core.manifest import CLIP_SCHEMA, REJECT_SCHEMA
 
 
@@ -44,33 +44,6 @@ class ShardCounts:
         for key, value in other.__dict__.items():
             setattr(self, key, getattr(self, key) + value)
         return self
-
-
-class ShardAssembler:
-    """Collects streamed rows and says when a shard's videos are all through the pipeline."""
-
-    def __init__(self, videos: list[Row]) -> None:
-        self._pending: dict[int, set[str]] = defaultdict(set)
-        for video in videos:
-            self._pending[video[SHARD]].add(video["source_uri"])
-        self._rows: dict[int, list[Row]] = defaultdict(list)
-        self._seen: dict[str, int] = defaultdict(int)
-
-    def add(self, row: Row) -> tuple[bool, int | None]:
-        """Add a row; returns (its video finished, the shard that finished or None)."""
-        shard, uri = row[SHARD], row["source_uri"]
-        self._rows[shard].append(row)
-        self._seen[uri] += 1
-        if self._seen[uri] < row[VIDEO_ROWS]:
-            return False, None
-        self._pending[shard].discard(uri)
-        if self._pending[shard]:
-            return True, None
-        del self._pending[shard]
-        return True, shard
-
-    def take(self, shard: int) -> list[Row]:
-        return self._rows.pop(shard)
 
 
 def _clip_record(row: Row) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from curation.steps.source import VideoSource
 from lavie.core.storage import SealedOptions
 
 StepKind = Literal["map", "split", "model"]
@@ -50,11 +51,13 @@ class Reject(Exception):
 
 @dataclass
 class StepContext:
-    """What every step may use besides its config section: storage access and frame sampling."""
+    """What every step may use besides its config section: storage access, the video being
+    read (:meth:`source`) and frame sampling."""
 
     storage: SealedOptions = field(default_factory=lambda: SealedOptions({}))
     frame_positions: tuple[float, ...] = (0.1, 0.5, 0.9)
     _options: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    _source: VideoSource | None = field(default=None, repr=False, compare=False)
 
     def storage_options(self) -> dict[str, Any]:
         """The storage options, credentials included (fetched once per process)."""
@@ -62,8 +65,22 @@ class StepContext:
             self._options = self.storage.open()
         return self._options
 
+    def source(self, uri: str) -> VideoSource:
+        """The video ``uri``, opened once for all the steps that read it in a row; asking for
+        another video closes the previous one."""
+        if self._source is None or self._source.uri != uri:
+            self.close_source()
+            self._source = VideoSource(uri, self.storage_options())
+        return self._source
+
+    def close_source(self) -> None:
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_options": None}  # credentials never travel in task arguments
+        # Credentials and open files never travel in task arguments.
+        return {**self.__dict__, "_options": None, "_source": None}
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The ``frames`` need: the frames a model step looks at, by default 10 %, 50 % and 90 % into each
 clip, as a 224×224 centre crop after a shortest-side resize (CLIP's input).
 
-They are read with the training stream's reader (:func:`lavie.core.video.open_video`: upright, by
-decode-order index; decord seeks straight to the wanted frames and scales them in the decoder),
+They are read with the training stream's reader (the video's, shared by its clips:
+:meth:`~curation.steps.base.StepContext.source`; upright, by decode-order index; decord seeks straight to the wanted frames and scales them in the decoder),
 so a clip costs a few frame decodes, not a pass over its whole range. The executor stores them in
 the row as bytes (one column type for kept rows and rejected ones, ``b""``, which Ray Data needs
 to batch them).
@@ -15,7 +15,7 @@ import numpy as np
 from curation.rows import Row
 from curation.steps.base import Reject, StepContext
 from lavie.core.errors import message_line
-from lavie.core.video import VideoReadError, open_video
+from lavie.core.video import VideoReadError
 
 FRAME_SIZE = 224
 
@@ -40,8 +40,7 @@ def sample_frames(row: Row, context: StepContext) -> bytes:
     width, height = _decode_size(row["width"], row["height"], FRAME_SIZE)
     indices = frame_indices(row["start_frame"], row["num_frames"], context.frame_positions)
     try:
-        with open_video(row["source_uri"], context.storage_options(), size=(height, width)) as reader:
-            frames = reader.read(indices)
+        frames = context.source(row["source_uri"]).reader((height, width)).read(indices)
     except VideoReadError as exc:
         raise Reject("frame_read_error", f"frames {indices}: {message_line(exc)}") from None
     return np.ascontiguousarray(_center_crop(frames, FRAME_SIZE)).tobytes()

@@ -8,6 +8,7 @@ truncation that only shows while decoding is caught by scene detection, which de
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 
 import av
@@ -15,18 +16,16 @@ import av
 from curation.rows import Row
 from curation.steps.base import Reject, StepContext
 from lavie.core.errors import first_line
-from lavie.core.storage import filesystem, open_input
 from lavie.core.video import displayed_size
 
 
 def probe_video(row: Row, config: None, context: StepContext) -> None:
     """Fill width/height/fps/num_frames/duration_sec/codec of a video row."""
-    uri, options = row["source_uri"], context.storage_options()
     try:
-        fs, path = filesystem(uri, options)
-        if fs.size(path) == 0:
+        path = context.source(row["source_uri"]).path()
+        if os.path.getsize(path) == 0:
             raise Reject("empty_file", "the file has zero bytes")
-        with open_input(uri, options) as source, av.open(source) as container:
+        with av.open(path) as container:
             if not container.streams.video:
                 raise Reject("no_video_stream", f"format {container.format.name} has no video")
             stream = container.streams.video[0]

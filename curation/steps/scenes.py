@@ -30,7 +30,6 @@ from curation.rows import METADATA, Row, count_words
 from curation.steps.base import Reject, StepContext
 from lavie.core.errors import first_line
 from lavie.core.manifest import clip_id_for
-from lavie.core.storage import open_input
 
 # A file that decodes to fewer frames than its container declares is truncated.
 TRUNCATION_TOLERANCE = 0.9
@@ -148,8 +147,7 @@ def split_into_clips(row: Row, config: SceneDetectionConfig, context: StepContex
     """The clips of a probed video row: the columns of each that differ from the video's."""
     uri = row["source_uri"]
     try:
-        with open_input(uri, context.storage_options()) as source:
-            detected = detect_scenes(source, config, name=uri)
+        detected = detect_scenes(context.source(uri).path(), config, name=uri)
     except Exception as exc:  # noqa: BLE001 - PyAV and PySceneDetect raise many types for a bad file
         raise Reject("decode_error", first_line(exc)) from None
     decoded = detected.decoded

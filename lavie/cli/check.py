@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     )
     console = Console(stderr=True)
     with Progress(
-        TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"), TimeElapsedColumn(),
+        TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TextColumn("manifest parts"), TimeElapsedColumn(),
         console=console, disable=args.quiet, transient=True,
     ) as progress:  # fmt: skip
         task = progress.add_task("check", total=None)

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from curation.config import load_config
-from curation.pipeline import CurationRequest, plan_work, run_curation
+from curation.pipeline import CurationRequest, prepare, run_curation
 from curation.shards import ShardCounts
 from lavie.cli.options import add_address, add_storage_option
 from lavie.core.storage import parse_storage_options
@@ -40,9 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Probe, scene-split, filter and score videos on Ray Data; write clips/, rejects/, "
         "run.json and _SUCCESS under --out. Re-running resumes an interrupted job.",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, folders, globs or fsspec URLs")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="video files, folders, globs or fsspec URLs (listed as they are walked)")
+    p.add_argument(
+        "--inputs-from", metavar="LISTING",
+        help="Parquet/CSV/JSONL listing with a 'video' URI column and optional caption, category, source_dataset, "
+        "start_sec, end_sec (a video's timed caption rows together); read shard by shard",
+    )  # fmt: skip
     p.add_argument("--out", required=True, help="output folder (local path or fsspec URL)")
-    p.add_argument("--metadata", help="CSV/JSONL/Parquet with columns video, caption[, category, source_dataset, start_sec, end_sec]")
+    p.add_argument("--metadata", help="CSV/JSONL/Parquet with columns video, caption[, category, source_dataset, start_sec, end_sec] for INPUT paths")
     p.add_argument("--config", help="YAML/JSON curation config (see curation/config.py)")
     add_address(p)
     add_storage_option(p)
@@ -54,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-model", help="open_clip model name or model-config JSON path")
     p.add_argument("--clip-checkpoint", help="local open_clip weights")
     p.add_argument("--aesthetic-mlp", help="local aesthetic predictor state dict")
-    p.add_argument("--videos-per-shard", type=int)
+    p.add_argument("--videos-per-shard", type=int, help="videos per Ray task and per output part (the unit of resumption)")
     p.add_argument("--source-dataset", help="source_dataset value for videos whose metadata gives none")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
@@ -89,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
         metadata=args.metadata,
         config=load_config(args.config, overrides),
         storage_options=parse_storage_options(args.storage_option) or None,
+        inputs_from=args.inputs_from,
     )
-    plan = plan_work(request)  # bad inputs and metadata fail here, before any cluster starts
+    plan = prepare(request)  # bad inputs and metadata fail here, before any cluster starts
     console = Console(stderr=True)
     started = time.perf_counter()
     with Progress(

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from curation.config import load_config
-from curation.inputs import resolve_inputs
+from curation.inputs import MissingInput, iter_input_files
 from curation.metadata import match_metadata, read_metadata_table
 from curation.rows import count_words
 from lavie.core.errors import UserError
@@ -20,26 +20,41 @@ def _touch(path, data=b"x"):
     return path
 
 
-def test_folders_globs_and_files_resolve_sorted_and_deduplicated(tmp_path):
+def _resolve(specs):
+    items = list(iter_input_files(specs))
+    return [i for i in items if isinstance(i, str)], [(m.uri, m.detail) for m in items if isinstance(m, MissingInput)]
+
+
+def test_folders_globs_and_files_stream_in_a_stable_order(tmp_path):
     _touch(tmp_path / "a" / "one.mp4")
     _touch(tmp_path / "a" / "deep" / "two.MOV")
     _touch(tmp_path / "a" / "notes.txt")
+    _touch(tmp_path / "c" / "x" / "3.mp4")
+    _touch(tmp_path / "c" / "y" / "4.mp4")
+    _touch(tmp_path / "c" / "y" / "5.mkv")
     odd = _touch(tmp_path / "b" / "clip.bin")
-    resolved = resolve_inputs([str(tmp_path / "a"), str(tmp_path / "a" / "*.mp4"), str(odd), str(tmp_path / "gone.mp4")])
-    assert resolved.videos == tuple(sorted([str(tmp_path / "a" / "one.mp4"), str(tmp_path / "a" / "deep" / "two.MOV"), str(odd)]))
-    assert [(m.uri, m.detail) for m in resolved.missing] == [(str(tmp_path / "gone.mp4"), "no such file or folder")]
+    videos, missing = _resolve([str(tmp_path / "a"), str(odd), str(tmp_path / "c" / "*" / "*.mp4"), str(tmp_path / "gone.mp4")])
+    # Arguments in the order given, each folder walked in sorted order (folders before its files'
+    # subfolders as fsspec walks them), a glob matched as its fixed prefix is walked.
+    assert videos == [
+        str(tmp_path / "a" / "one.mp4"), str(tmp_path / "a" / "deep" / "two.MOV"), str(odd),
+        str(tmp_path / "c" / "x" / "3.mp4"), str(tmp_path / "c" / "y" / "4.mp4"),
+    ]  # fmt: skip
+    assert missing == [(str(tmp_path / "gone.mp4"), "no such file or folder")]
+    assert _resolve([str(tmp_path / "c" / "**" / "*.mkv")])[0] == [str(tmp_path / "c" / "y" / "5.mkv")]
 
 
 def test_file_url_and_empty_matches(tmp_path):
     _touch(tmp_path / "v.mp4")
-    assert resolve_inputs([f"file://{tmp_path}/v.mp4"]).videos == (str(tmp_path / "v.mp4"),)
-    resolved = resolve_inputs([str(tmp_path / "*.mkv"), str(tmp_path)])
-    assert [m.detail for m in resolved.missing] == ["pattern matched no file"]
+    assert _resolve([f"file://{tmp_path}/v.mp4"])[0] == [str(tmp_path / "v.mp4")]
+    videos, missing = _resolve([str(tmp_path / "*.mkv"), str(tmp_path / "nowhere" / "*.mp4"), str(tmp_path)])
+    assert [detail for _, detail in missing] == ["pattern matched no file", "pattern matched no file"]
+    assert videos == [str(tmp_path / "v.mp4")]
 
 
 def test_unknown_url_scheme_is_one_line(tmp_path):
     with pytest.raises(UserError, match=r"^nosuch://bucket/x: unknown URL scheme 'nosuch://'$"):
-        resolve_inputs(["nosuch://bucket/x"])
+        _resolve(["nosuch://bucket/x"])
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])

@@ -1,5 +1,5 @@
 """The curation steps and the executor's wrappers, without Ray: filters, probe, clip splitting,
-frame sampling, the model-step actor and the shard assembler, each on real inputs."""
+frame sampling, the model pools' batching and a shard's tables, each on real inputs."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 
 from curation.config import CurationConfig, FilterConfig, SceneDetectionConfig
-from curation.executor import ModelStepActor, active_steps, provide_frames, run_map_step, run_split_step
+from curation.executor import ModelPools, ModelStepActor, active_steps, provide_frames, run_map_step, run_split_step
 from curation.metadata import SceneCaption, VideoMetadata
-from curation.rows import FRAMES, METADATA, SECONDS_PREFIX, SHARD, VIDEO_ROWS, mark_rejected, new_row
-from curation.shards import ShardAssembler, shard_tables
+from curation.rows import FRAMES, METADATA, SECONDS_PREFIX, mark_rejected, new_row
+from curation.shards import shard_tables
 from curation.steps import CLIP_STAGES, INPUT_STAGES, STAGES, STEPS, TITLES, Reject, Step, StepContext
 from curation.steps.filters import filter_caption, filter_min_frames, filter_min_height
 from curation.steps.frames import FRAME_SIZE, frames_from_bytes
@@ -31,7 +31,7 @@ def video(tmp_path_factory):
 
 
 def _video_row(uri: str, metadata: VideoMetadata | None = None) -> dict:
-    return new_row(source_uri=uri, **{SHARD: 0, METADATA: json.dumps((metadata or VideoMetadata()).to_record())})
+    return new_row(source_uri=uri, **{METADATA: json.dumps((metadata or VideoMetadata()).to_record())})
 
 
 # --------------------------------------------------------------------------- declarations
@@ -129,7 +129,7 @@ def test_split_gives_one_row_per_scene_with_the_video_columns(video):
     assert [c["caption"] for c in clips] == ["a whole video", "the second scene of it", "a whole video"]
     for clip in clips:
         assert clip["clip_id"] == clip_id_for(str(video.path), clip["start_frame"])
-        assert clip[VIDEO_ROWS] == 3 and clip[SHARD] == 0 and METADATA not in clip
+        assert METADATA not in clip and clip["source_dataset"] == row["source_dataset"]
         assert (clip["width"], clip["height"], clip["fps"]) == (640, 360, 24.0)
         assert clip["duration_sec"] == pytest.approx(clip["num_frames"] / 24)
     # The probe's seconds stay with the first clip, so summing over rows counts them once.
@@ -142,7 +142,7 @@ def test_split_of_an_undecodable_video_is_one_reject_row(tmp_path):
     row = _video_row(str(path))
     row["num_frames"] = 10
     rows = run_split_step(row, step=STEP["scene_detect"], config=SceneDetectionConfig(), context=CONTEXT)
-    assert len(rows) == 1 and rows[0][VIDEO_ROWS] == 1
+    assert len(rows) == 1
     assert (rows[0]["reject_stage"], rows[0]["reject_reason"]) == ("scene_detect", "decode_error")
 
 
@@ -174,36 +174,47 @@ class _Doubler:
         return pa.table({"num_frames": [2 * n for n in clips.column("num_frames").to_pylist()]})
 
 
+class _InProcessPools(ModelPools):
+    """The executor's model pools with the actors in this process (no Ray)."""
+
+    def submit(self, actor, batch):
+        try:
+            return actor(batch)
+        except Exception as exc:  # noqa: BLE001 - handed to result(), as ray.get raises it
+            return exc
+
+    def result(self, call):
+        if isinstance(call, Exception):
+            raise call
+        return call
+
+
 def test_model_step_runs_on_kept_rows_only_and_writes_back_in_place(monkeypatch):
     step = Step("double", "doubling", "model", "test:_Doubler")
     monkeypatch.setattr(Step, "load", lambda self: _Doubler)
-    rows = [new_row(num_frames=n) for n in (3, 5, 7)]
-    mark_rejected(rows[1], "probe", "unreadable")
     actor = ModelStepActor(step, None, CONTEXT)
-    out = actor(pa.Table.from_pylist(rows)).to_pylist()
-    assert [r["num_frames"] for r in out] == [6, 5, 14]
-    assert out[1]["reject_stage"] == "probe" and out[0][SECONDS_PREFIX + "double"] > 0
-    failing = actor(pa.Table.from_pylist([new_row(num_frames=-1), new_row(num_frames=2)])).to_pylist()
-    assert {(r["reject_stage"], r["reject_reason"]) for r in failing} == {("double", "model_error")}
+    pools = _InProcessPools({"double": [actor]}, {"double": 2})
+    rows = [new_row(num_frames=n) for n in (3, 5, 7, -1, 2)]
+    mark_rejected(rows[1], "probe", "unreadable")
+    pools.run(step, rows, offset=0)
+    # Batches of two kept rows: (3, 7) is doubled; (-1, 2) fails as a batch and is rejected.
+    assert [r["num_frames"] for r in rows[:3]] == [6, 5, 14]
+    assert rows[1]["reject_stage"] == "probe" and SECONDS_PREFIX + "double" not in rows[1]
+    assert rows[0][SECONDS_PREFIX + "double"] > 0 and actor.model.calls == 2
+    assert [(r["reject_stage"], r["reject_reason"]) for r in rows[3:]] == [("double", "model_error")] * 2
+    assert "negative frame count" in rows[3]["reject_detail"]
 
 
 # --------------------------------------------------------------------------- shards
-def test_the_shard_assembler_waits_for_every_row_of_every_video():
-    videos = [new_row(source_uri=u, **{SHARD: s}) for u, s in (("a", 0), ("b", 0), ("c", 1))]
-    assembler = ShardAssembler(videos)
-    a_clips = [new_row(source_uri="a", clip_id=f"a{i}", start_frame=i, num_frames=16, **{SHARD: 0, VIDEO_ROWS: 2})
-               for i in range(2)]  # fmt: skip
-    c_reject = mark_rejected(new_row(source_uri="c", **{SHARD: 1, VIDEO_ROWS: 1}), "probe", "unreadable")
-    assert assembler.add(a_clips[0]) == (False, None)
-    assert assembler.add(c_reject) == (True, 1)  # shard 1 had one video
-    assert assembler.add(a_clips[1]) == (True, None)  # shard 0 still waits for b
-    b_clip = mark_rejected(new_row(source_uri="b", clip_id="b0", start_frame=0, num_frames=8,
-                                   **{SHARD: 0, VIDEO_ROWS: 1}), "min_frames", "too_short")  # fmt: skip
-    assert assembler.add(b_clip) == (True, 0)
-    clips, rejects, counts = shard_tables(assembler.take(0))
-    assert clips.column("clip_id").to_pylist() == ["a0", "a1"] and rejects.column("stage").to_pylist() == ["min_frames"]
-    assert (counts.inputs, counts.inputs_rejected, counts.clips_detected, counts.clips_kept) == (2, 0, 3, 2)
-    assert counts.rejects == {"min_frames/too_short": 1}
+def test_a_shards_rows_become_its_clips_and_rejects_tables_and_counts():
+    a_clips = [new_row(source_uri="a", clip_id=f"a{i}", start_frame=i, num_frames=16) for i in range(2)]
+    b_clip = mark_rejected(new_row(source_uri="b", clip_id="b0", start_frame=0, num_frames=8), "min_frames", "too_short")
+    c_reject = mark_rejected(new_row(source_uri="c"), "probe", "unreadable")
+    clips, rejects, counts = shard_tables([c_reject, a_clips[1], b_clip, a_clips[0]])
+    assert clips.column("clip_id").to_pylist() == ["a0", "a1"]
+    assert rejects.column("stage").to_pylist() == ["min_frames", "probe"]
+    assert (counts.inputs, counts.inputs_rejected, counts.clips_detected, counts.clips_kept) == (3, 1, 3, 2)
+    assert counts.rejects == {"min_frames/too_short": 1, "probe/unreadable": 1}
 
 
 def test_probe_gives_the_displayed_size_which_the_resolution_filter_judges(tmp_path):
