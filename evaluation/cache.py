@@ -2,8 +2,10 @@
 
 The reference side of FVD (UCF-101's 13,320 videos through I3D) is the same for every model
 measured against it. Its mean and covariance are kept as ``<key>.npz`` in a cache folder (local
-or fsspec), the key a digest of the protocol, the checkpoint's SHA-256 and the set's fingerprint
-(its files' URIs, ranges, sizes and modification times): any change to one of them is a miss.
+or fsspec), the key a digest of the protocol, the network's identity (the checkpoint's SHA-256 and
+how it computes: lineage and batch-norm eps, :attr:`evaluation.networks.FeatureNetwork.identity`)
+and the set's fingerprint (its files' URIs, ranges, sizes and modification times): any change to
+one of them is a miss.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ def default_cache_folder() -> str:
     return str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lavie" / "fvd-stats")
 
 
-def cache_key(protocol: Mapping[str, Any], checkpoint_sha256: str, fingerprint: str) -> str:
-    text = json.dumps({"protocol": protocol, "checkpoint": checkpoint_sha256, "set": fingerprint}, sort_keys=True)
+def cache_key(protocol: Mapping[str, Any], network: str, fingerprint: str) -> str:
+    """The cache entry of a set's statistics: ``network`` is the network's identity (not only its
+    checkpoint's hash: the same file computed with another eps gives other statistics)."""
+    text = json.dumps({"protocol": protocol, "network": network, "set": fingerprint}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -11,7 +11,8 @@ FVD (every choice is recorded in a result through :func:`fvd_rule`):
   270/320 (the LaVie paper: a 270×270 centre crop, resized to 224); real videos use 1 (the largest
   centred square, so a 320×240 UCF-101 frame loses 40 columns on each side, then 240 → 224).
   Crop first, then resize, for both sets: the two sets pass through the same resampling.
-* **Values**: RGB scaled to [-1, 1] (x / 127.5 − 1), as the I3D of the FVD code expects.
+* **Values**: RGB scaled to [-1, 1] (x / 127.5 − 1), as the I3D of the FVD code expects; to
+  [0, 1] (x / 255) for VideoMAE-v2, as cd-fvd feeds it.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ def crop_resize(frames: np.ndarray | torch.Tensor, fraction: float, size: int) -
 def i3d_input(frames: np.ndarray | torch.Tensor, fraction: float, size: int = 224) -> torch.Tensor:
     """uint8 ``(T, H, W, 3)`` frames → I3D's ``(3, T, size, size)`` float input in [-1, 1]."""
     return (crop_resize(frames, fraction, size) / 127.5 - 1.0).clamp(-1.0, 1.0).permute(1, 0, 2, 3).contiguous()
+
+
+def videomae_input(frames: np.ndarray | torch.Tensor, fraction: float, size: int = 224) -> torch.Tensor:
+    """uint8 ``(T, H, W, 3)`` frames → VideoMAE-v2's ``(3, T, size, size)`` float input in [0, 1]
+    (cd-fvd's: x / 255, no mean/std normalisation), after the same crop and resize as I3D's."""
+    return (crop_resize(frames, fraction, size) / 255.0).clamp(0.0, 1.0).permute(1, 0, 2, 3).contiguous()
 
 
 def fvd_rule(fraction: float, size: int) -> str:

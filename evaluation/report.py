@@ -56,6 +56,8 @@ CLIPSIM_PAPER = {
     ],
 }
 _TITLES = {"fvd": "FVD", "clipsim": "CLIPSIM"}
+#: FVD's networks as the report names them; the paper's numbers are I3D FVDs.
+_FVD_NETWORKS = {"i3d": "FVD (I3D)", "videomae": "content-debiased FVD (VideoMAE-v2)"}
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,9 @@ def format_value(metric: str, value: float) -> str:
 def render(record: Mapping[str, Any], samples: Sequence[Sample]) -> str:
     metric, value, paper = record["metric"], record["value"], record["paper"]
     title = _TITLES[metric]
-    rows = [(r["method"], r["value"], False) for r in paper["rows"]] + [("this run", value, True)]
+    # Only an I3D FVD sits beside the paper's FVDs; a VideoMAE-v2 FVD is on another scale.
+    comparable = metric != "fvd" or record.get("features", "i3d") == "i3d"
+    rows = [(r["method"], r["value"], False) for r in paper["rows"]] + ([("this run", value, True)] if comparable else [])
     rows.sort(key=lambda r: r[1], reverse=paper["better"] == "higher")
     table = "".join(
         f'<tr class="{"ours" if ours else "paper"}"><td>{html.escape(name)}</td>'
@@ -136,8 +140,14 @@ def render(record: Mapping[str, Any], samples: Sequence[Sample]) -> str:
         for name, entry in record["sets"].items()
     )
     protocol = _rows(record["protocol"])
-    model = record.get("i3d") or record.get("clip") or {}
-    model_rows = _rows(model)
+    networks = [(key, name, record[key]) for key, name in _FVD_NETWORKS.items() if key in record]
+    networks = networks or [("clip", "CLIP", record.get("clip") or {})]
+    models = "".join(
+        f'<h3>{html.escape(name)}</h3><table class="model" id="model-{key}">{_rows(entry)}</table>'
+        for key, name, entry in networks if entry
+    )  # fmt: skip
+    headline = _headline(record)
+    note = "" if comparable else "<p><b>This run measured VideoMAE-v2 features only: its FVD is not comparable to the I3D FVDs of the paper.</b></p>"
     benchmark = record.get("benchmark")
     generated = f'<h2>Benchmark run</h2><table id="benchmark">{_rows(benchmark)}</table>' if benchmark else ""
     grid = "".join(_sample_row(sample) for sample in samples) or "<p>no sample frames could be read</p>"
@@ -145,7 +155,7 @@ def render(record: Mapping[str, Any], samples: Sequence[Sample]) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>lavie eval {metric}: {format_value(metric, value)}</title>
 <style>
 body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }}
-h1 {{ font-size: 20px; }} h2 {{ font-size: 16px; margin-top: 28px; }}
+h1 {{ font-size: 20px; }} h2 {{ font-size: 16px; margin-top: 28px; }} h3 {{ font-size: 14px; }}
 table {{ border-collapse: collapse; }} td, th {{ border-bottom: 1px solid #ddd; padding: 3px 10px; text-align: left; vertical-align: top; }}
 td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 tr.ours td {{ font-weight: bold; background: #fff3c4; }}
@@ -156,13 +166,14 @@ tr.ours td {{ font-weight: bold; background: #fff3c4; }}
 </style></head><body>
 <h1>{title} ({html.escape(paper["benchmark"].split(",")[0])} protocol)</h1>
 <p><span class="metric" id="metric-value">{format_value(metric, value)}</span> ({paper["better"]} is better)</p>
+{headline}
 <h2>Beside the paper: {html.escape(paper["benchmark"])}</h2>
 <p>The paper's numbers hold for its full protocol (the data set and sample counts below);
 a run on other sets or fewer videos is not comparable to them.</p>
-<table id="paper">{table}</table>
+{note}<table id="paper">{table}</table>
 <h2>Sets</h2><table id="sets">{sets}</table>
 <h2>Protocol</h2><table id="protocol">{protocol}</table>
-<h2>Model</h2><table id="model">{model_rows}</table>
+<h2>Model</h2>{models}
 {generated}
 <h2>Sample frames (first, middle, last; FVD: cropped and resized as I3D sees them)</h2>
 <div id="samples">{grid}</div>
@@ -179,11 +190,30 @@ def _rows(mapping: Mapping[str, Any]) -> str:
     )
 
 
+def _headline(record: Mapping[str, Any]) -> str:
+    """Each FVD of the run, named by its network (one line per network), when there are several."""
+    values = record.get("fvd") or {}
+    if len(values) < 2:
+        return ""
+    items = "".join(
+        f'<li id="fvd-{html.escape(name)}">{html.escape(_FVD_NETWORKS.get(name, name))}: '
+        f'<b>{format_value("fvd", value)}</b></li>'
+        for name, value in values.items()
+    )
+    return f'<ul id="fvd-values">{items}</ul>'
+
+
 def _describe_set(entry: Mapping[str, Any]) -> str:
     text = f"{entry['uri']} ({entry['layout']}): {entry['used']} video(s)"
-    if entry.get("statistics") == "cache":
-        return text + "; statistics from the cache"
-    return text + f"; {entry['computed']} computed now, {entry['reused']} from earlier runs"
+    networks = entry.get("networks") or {None: entry}
+    return text + "".join(f"; {_describe_counts(counts, name if len(networks) > 1 else None)}" for name, counts in networks.items())
+
+
+def _describe_counts(counts: Mapping[str, Any], network: str | None) -> str:
+    prefix = f"{network}: " if network else ""
+    if counts.get("statistics") == "cache":
+        return prefix + "statistics from the cache"
+    return prefix + f"{counts['computed']} computed now, {counts['reused']} from earlier runs"
 
 
 def _sample_row(sample: Sample) -> str:

@@ -20,9 +20,8 @@ from typing import Any
 from pydantic import Field
 
 from evaluation.features import PoolOptions, connect_once
-from evaluation.fvd import FvdProtocol, compute_fvd
+from evaluation.fvd import FvdProtocol, compute_fvd, load_networks
 from evaluation.generation import GenerationOptions, check_cascade, generate_set
-from evaluation.i3d import load_i3d
 from evaluation.sets import VideoItem, open_set
 from lavie.core.config import StrictModel
 from lavie.core.errors import UserError
@@ -59,8 +58,10 @@ def measure_ucf101(
     real: str,
     models: str,
     *,
-    i3d: str,
+    i3d: str | None = None,
     out: str,
+    videomae: str | None = None,
+    features: Sequence[str] | None = None,
     protocol: Ucf101Protocol | None = None,
     fvd: FvdProtocol | None = None,
     generation: GenerationOptions | None = None,
@@ -71,7 +72,8 @@ def measure_ucf101(
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Generate the class-prompted videos and measure their FVD against ``real``; writes
-    ``out/result.json`` and ``out/report.html`` (generated videos in ``out/generated``)."""
+    ``out/result.json`` and ``out/report.html`` (generated videos in ``out/generated``).
+    ``i3d``, ``videomae``, ``features``: the feature networks, as :func:`~evaluation.fvd.compute_fvd`."""
     protocol = protocol or Ucf101Protocol()
     generation = generation or GenerationOptions()
     check_cascade(models, generation)
@@ -86,7 +88,7 @@ def measure_ucf101(
     if protocol.classes is not None:
         real_set = replace(real_set, items=tuple(item for name in classes for item in by_class[name]))
     real_set.require(2, "FVD (real set)")
-    load_i3d(i3d)  # a missing or foreign checkpoint fails now, not after hours of generation
+    load_networks(i3d, videomae, features, fvd or FvdProtocol())  # a bad checkpoint fails now, not after hours of generation
     ensure_ray = connect_once(connect, "ucf101")
     prompts = class_prompts(classes, protocol.per_class, protocol.seed)
     fake_set, generated = generate_set(models, prompts, out, generation, ensure_ray, on_progress)
@@ -99,6 +101,6 @@ def measure_ucf101(
         "generation": generated,
     }
     return compute_fvd(
-        real_set, fake_set, i3d=i3d, out=out, protocol=fvd, stats_cache=stats_cache, pool=pool,
+        real_set, fake_set, i3d=i3d, videomae=videomae, features=features, out=out, protocol=fvd, stats_cache=stats_cache, pool=pool,
         storage_options=storage_options, connect=ensure_ray, on_progress=on_progress, extra={"benchmark": benchmark},
     )  # fmt: skip

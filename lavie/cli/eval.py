@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="FVD with the TATS/LaVie protocol: the first 16 frames of each video; generated (FAKE) frames "
         "centre-cropped to 270/320 of their short side (270x270 of 320x512), real frames to their largest centred "
         "square; both resized to 224x224; I3D Kinetics-400 logits averaged over time; Frechet distance in float64. "
-        "REAL's statistics are cached (--stats-cache).",
+        "A state-dict I3D computes as VideoGPT, TATS and cd-fvd do (batch-norm eps 1e-5). With --videomae, also "
+        "the content-debiased FVD on VideoMAE-v2 features (cd-fvd). REAL's statistics are cached (--stats-cache).",
     )
     fvd.add_argument("real", metavar="REAL", help="folder of real videos or clip manifest (e.g. UCF-101)")
     fvd.add_argument("fake", metavar="FAKE", help="folder of generated videos, `lavie generate` output or clip manifest")
@@ -91,10 +92,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_fvd_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--i3d", required=True, metavar="CHECKPOINT",
+    parser.add_argument("--i3d", metavar="CHECKPOINT",
                         help="I3D weights: i3d_pretrained_400.pt (state dict) or a TorchScript file")  # fmt: skip
+    parser.add_argument("--videomae", metavar="CHECKPOINT",
+                        help="VideoMAE-v2 weights (cd-fvd's vit_g_hybrid_pt_1200e_ssv2_ft.pth): content-debiased FVD")  # fmt: skip
+    parser.add_argument("--features", metavar="i3d|videomae|i3d,videomae",
+                        help="which FVDs to compute (default: one per checkpoint given; the I3D one is the headline)")  # fmt: skip
+    parser.add_argument("--i3d-bn-eps", type=float, metavar="EPS",
+                        help="the I3D's batch-norm eps (default: the checkpoint's lineage, 1e-5 for a state dict as "
+                        "VideoGPT/TATS/cd-fvd; 1e-3 reproduces the TF-hub original)")  # fmt: skip
     parser.add_argument("--samples", type=int, metavar="N", help="videos drawn from each set (seeded; default: all)")
-    parser.add_argument("--protocol", metavar="FILE", help="YAML/JSON FVD protocol overrides (num_frames, real_crop, fake_crop, seed)")
+    parser.add_argument("--protocol", metavar="FILE", help="YAML/JSON FVD protocol overrides (num_frames, real_crop, fake_crop, seed, i3d_bn_eps)")
     parser.add_argument("--stats-cache", metavar="DIR", default="default",
                         help="folder of cached real-set statistics (default: ~/.cache/lavie/fvd-stats; 'none' disables)")  # fmt: skip
 
@@ -144,8 +152,14 @@ def _progress(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
 def _print_result(record: dict, out: str) -> None:
     from evaluation.report import REPORT_FILE, RESULT_FILE, format_value
 
-    print(f"lavie eval {record['metric']}: {format_value(record['metric'], record['value'])}")
-    print(json.dumps({record["metric"]: record["value"], "result": join(out, RESULT_FILE), "report": join(out, REPORT_FILE)}))
+    metric = record["metric"]
+    values = record.get("fvd") or {}
+    print(f"lavie eval {metric}: {format_value(metric, record['value'])}" + ("" if record.get("features", "i3d") == "i3d" else f" ({record['features']})"))
+    for name, value in values.items():
+        if name != record.get("features"):
+            print(f"lavie eval {metric} ({name}): {format_value(metric, value)}")
+    extra = {f"{metric}_{name}": value for name, value in values.items() if name != record.get("features")}
+    print(json.dumps({metric: record["value"], **extra, "result": join(out, RESULT_FILE), "report": join(out, REPORT_FILE)}))
 
 
 def _shared(args: argparse.Namespace) -> dict[str, Any]:
@@ -165,12 +179,15 @@ def _fvd_protocol(args: argparse.Namespace):
     from evaluation.fvd import FvdProtocol
     from lavie.core.config import load_config
 
-    overrides = {"samples": args.samples} if args.samples is not None else {}
-    return load_config(FvdProtocol, args.protocol, overrides, where=args.protocol or "--samples")
+    overrides = {name: value for name, value in (("samples", args.samples), ("i3d_bn_eps", args.i3d_bn_eps)) if value is not None}
+    where = args.protocol or ("--samples" if args.samples is not None else "--i3d-bn-eps")
+    return load_config(FvdProtocol, args.protocol, overrides, where=where)
 
 
 def _fvd_keywords(args: argparse.Namespace) -> dict[str, Any]:
-    return {"i3d": args.i3d, "stats_cache": None if args.stats_cache == "none" else args.stats_cache}
+    features = [name.strip() for name in args.features.split(",") if name.strip()] if args.features else None
+    return {"i3d": args.i3d, "videomae": args.videomae, "features": features,
+            "stats_cache": None if args.stats_cache == "none" else args.stats_cache}  # fmt: skip
 
 
 def _clipsim_protocol(args: argparse.Namespace):

@@ -72,3 +72,15 @@ def video_sets(tmp_path_factory: pytest.TempPathFactory) -> VideoSets:
     write_video(root / "short" / "ok_b.mp4", moving_frames(201, frames=16), 8, preset="ultrafast")
     write_video(root / "short" / "short.mp4", moving_frames(202, frames=12), 8, preset="ultrafast")
     return VideoSets(root / "real", root / "fake", root / "short", root)
+
+
+@pytest.fixture(scope="session")
+def sized_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A real set of 3 videos at 48×64 (4:3, as UCF-101's 240×320) and a fake set of 4 at 40×64
+    (5:8, as 320×512): each set's crop (largest square; 270/320 of the short side) cuts something."""
+    root = tmp_path_factory.mktemp("sized")
+    for k in range(3):
+        write_video(root / "real" / f"real{k}.mp4", moving_frames(300 + k, frames=18, height=48), 8, preset="ultrafast")
+    for k in range(4):
+        write_video(root / "fake" / f"fake{k}.mp4", moving_frames(400 + k, frames=16, height=40), 8, preset="ultrafast")
+    return {"real": root / "real", "fake": root / "fake"}

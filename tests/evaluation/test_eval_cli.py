@@ -17,7 +17,7 @@ from browser import open_page
 from evaluation.features import PoolOptions
 from evaluation.frechet import FeatureStats, frechet_distance
 from evaluation.fvd import compute_fvd
-from evaluation.i3d import load_i3d
+from evaluation.i3d import LINEAGES, load_i3d
 from evaluation.preprocess import GENERATED_CROP, i3d_input
 from lavie.cli import main
 
@@ -71,7 +71,10 @@ def test_the_result_records_every_choice(fvd_run, i3d_files):
     assert protocol["num_frames"] == 16 and protocol["fake_crop"] == GENERATED_CROP and protocol["real_crop"] == 1.0
     assert "bilinear" in protocol["fake_rule"] and protocol["frames"].startswith("the first 16 consecutive frames")
     assert result["i3d"] == {"path": str(i3d_files["state_dict"]), "sha256": file_sha256(i3d_files["state_dict"]),
-                             "format": "state_dict"}  # fmt: skip
+                             "format": "state_dict", "lineage": "pytorch-i3d", "bn_eps": 1e-5,
+                             "computation": LINEAGES["pytorch-i3d"], "input": "[-1, 1] (x / 127.5 - 1), (B, 3, T, 224, 224)",
+                             "features": "I3D Kinetics-400 logits averaged over time (400-d)"}  # fmt: skip
+    assert result["features"] == "i3d" and result["fvd"] == {"i3d": result["value"]}
     assert result["sets"]["real"]["used"] == 6 and result["sets"]["fake"]["used"] == 4
     assert result["sets"]["real"]["statistics"] == "computed" and result["sets"]["real"]["computed"] == 6
     assert {"torch", "numpy", "python"} <= result["versions"].keys()
@@ -87,6 +90,23 @@ def test_a_rerun_reuses_the_work_and_the_cached_real_statistics(fvd_run):
     assert again["value"] == first["value"]
     assert again["sets"]["real"]["statistics"] == "cache"
     assert (again["sets"]["fake"]["computed"], again["sets"]["fake"]["reused"]) == (0, 4)
+
+
+def test_the_tf_hub_eps_shares_no_work_files_or_cached_statistics(fvd_run, tmp_path):
+    """The same checkpoint with --i3d-bn-eps 1e-3, into a copy of the first run's folder and the
+    same statistics cache: every feature is computed again, and the FVD differs."""
+    import shutil
+
+    first = json.loads((fvd_run["out"] / "result.json").read_text())
+    shutil.copytree(fvd_run["out"], tmp_path / "out")
+    argv = [tmp_path / "out" if arg == str(fvd_run["out"]) else arg for arg in fvd_run["argv"]]
+    code, _, stderr = run_cli(*map(str, argv), "--i3d-bn-eps", "1e-3")
+    assert code == 0, stderr
+    tf = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert (tf["i3d"]["lineage"], tf["i3d"]["bn_eps"], tf["protocol"]["i3d_bn_eps"]) == ("tf-hub", 1e-3, 1e-3)
+    assert tf["sets"]["real"]["statistics"] == "computed" and tf["sets"]["real"]["computed"] == 6
+    assert (tf["sets"]["fake"]["computed"], tf["sets"]["fake"]["reused"]) == (4, 0)
+    assert tf["value"] != pytest.approx(first["value"], rel=1e-3)
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(fvd_run, video_sets, i3d_files, tmp_path):
@@ -173,7 +193,7 @@ def test_missing_or_foreign_checkpoints(video_sets, clip_files, i3d_files, tmp_p
     code, _, err = run_cli("eval", "fvd", str(video_sets.real), str(video_sets.fake), "--i3d", str(tmp_path / "none.pt"), *common)
     assert_one_line(code, err, f"{tmp_path / 'none.pt'}: I3D checkpoint not found")
     code, _, err = run_cli("eval", "fvd", str(video_sets.real), str(video_sets.fake), "--i3d", clip_files["clip_checkpoint"], *common)
-    assert_one_line(code, err, "not an I3D checkpoint in the i3d_pretrained_400.pt layout: missing key 'Conv3d_1a_7x7.conv3d.weight'")
+    assert_one_line(code, err, "not an I3D checkpoint in the i3d_pretrained_400.pt (pytorch-i3d) layout: key", "does not fit")
     captions = tmp_path / "c.csv"
     captions.write_text("video,caption\n" + "".join(f"sample{k},x\n" for k in range(4)))
     code, _, err = run_cli("eval", "clipsim", str(video_sets.fake), str(captions), "--clip-model", clip_files["clip_model"],

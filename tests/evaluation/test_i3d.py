@@ -1,4 +1,5 @@
-"""I3D: strict loading of the published key layout, (B, 400) features, TorchScript alike; one-line errors."""
+"""I3D: strict loading of the published key layout, (B, 400) features, TorchScript alike; the
+lineage's batch-norm eps; one-line errors. (Equality with cd-fvd's I3D: test_cdfvd_reference.py.)"""
 
 from __future__ import annotations
 
@@ -90,11 +91,19 @@ def test_missing_and_foreign_checkpoints_are_one_line_errors(tmp_path, i3d_files
     cases["missing"] = (tmp_path / "nope.pt", "I3D checkpoint not found")
     renamed = {k.replace("Mixed_4f", "Mixed_4z"): v for k, v in state.items()}
     torch.save(renamed, tmp_path / "renamed.pt")
-    cases["renamed"] = (tmp_path / "renamed.pt", "missing key 'Mixed_4f.b0.conv3d.weight'")
+    cases["renamed"] = (tmp_path / "renamed.pt", "key 'Mixed_4z.b0.conv3d.weight' does not fit (30 unexpected, 30 missing, "
+                        "the first missing is 'Mixed_4f.b0.conv3d.weight')")  # fmt: skip
+    torch.save({k: v for k, v in state.items() if k != "Mixed_5c.b3b.bn.running_var"}, tmp_path / "partial.pt")
+    cases["partial"] = (tmp_path / "partial.pt", "missing key 'Mixed_5c.b3b.bn.running_var' (1 missing)")
     torch.save({**state, "logits.conv3d.bias": torch.zeros(600)}, tmp_path / "kinetics600.pt")
     cases["shape"] = (tmp_path / "kinetics600.pt", "'logits.conv3d.bias' has shape (600,), expected (400,)")
     torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pt")
-    cases["foreign"] = (tmp_path / "other.pt", "not an I3D checkpoint in the i3d_pretrained_400.pt layout: missing key")
+    cases["foreign"] = (tmp_path / "other.pt", "not an I3D checkpoint in the i3d_pretrained_400.pt (pytorch-i3d) layout: "
+                        "key 'fc.weight' does not fit")  # fmt: skip
+    videomae = {"patch_embed.proj.weight": torch.zeros(384, 3, 2, 14, 14), "blocks.0.norm1.weight": torch.zeros(384)}
+    torch.save({"model": videomae}, tmp_path / "videomae.pth")
+    cases["videomae"] = (tmp_path / "videomae.pth", "key 'patch_embed.proj.weight' does not fit (2 unexpected, 287 missing, "
+                         "the first missing is 'Conv3d_1a_7x7.conv3d.weight'); the file is a VideoMAE-v2 ViT (give it as --videomae)")  # fmt: skip
     (tmp_path / "garbage.pt").write_bytes(b"\x00not a checkpoint")
     cases["garbage"] = (tmp_path / "garbage.pt", "cannot read weights")
     for path, message in cases.values():
@@ -102,3 +111,29 @@ def test_missing_and_foreign_checkpoints_are_one_line_errors(tmp_path, i3d_files
             load_i3d(path)
         text = str(caught.value)
         assert text.startswith(str(path)) and message in text and "\n" not in text, text
+
+
+def test_a_state_dict_computes_with_eps_1e5_and_records_its_lineage(i3d_files):
+    model = load_i3d(i3d_files["state_dict"])
+    norms = [m for m in model.module.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    assert len(norms) == 57 and {m.eps for m in norms} == {1e-5}
+    assert (model.lineage, model.settings) == ("pytorch-i3d", {"bn_eps": 1e-5})
+    described = model.describe()
+    assert described["lineage"] == "pytorch-i3d" and described["bn_eps"] == 1e-5 and "cd-fvd" in described["computation"]
+
+
+def test_the_tf_hub_eps_on_request_gives_other_features_and_another_identity(i3d_files, videos, features):
+    tf = load_i3d(i3d_files["state_dict"], bn_eps=1e-3)
+    assert {m.eps for m in tf.module.modules() if isinstance(m, torch.nn.BatchNorm3d)} == {1e-3}
+    assert (tf.lineage, tf.settings) == ("tf-hub", {"bn_eps": 1e-3})
+    assert tf.identity != load_i3d(i3d_files["state_dict"]).identity  # no shared work files or cache entries
+    assert (tf.features(videos) - features).abs().max() > 1e-3
+    assert load_i3d(i3d_files["state_dict"], bn_eps=1e-4).lineage == "custom-eps"
+
+
+def test_a_torchscript_module_computes_as_itself_and_refuses_an_eps(i3d_files):
+    model = load_i3d(i3d_files["torchscript"])
+    assert (model.lineage, model.settings, model.describe()["format"]) == ("torchscript", {}, "torchscript")
+    with pytest.raises(UserError) as caught:
+        load_i3d(i3d_files["torchscript"], bn_eps=1e-3)
+    assert str(caught.value).startswith(str(i3d_files["torchscript"])) and "computes as itself" in str(caught.value)
