@@ -26,11 +26,10 @@ import time
 from pathlib import Path
 
 import av
+import pyarrow.parquet as pq
 
 from curation.config import CurationConfig, SceneDetectionConfig
-from curation.executor import build_dataset
-from curation.pipeline import CurationRequest, plan_work, run_curation
-from curation.steps import StepContext
+from curation.pipeline import CurationRequest, run_curation
 from curation.steps.scenes import detect_scenes
 from lavie.synthetic import write_scene_video
 from ray_jobs.cluster import connect
@@ -72,19 +71,19 @@ def cli_scene_detection(paths: list[Path]) -> tuple[float, int, dict[str, list[i
 
 
 def stage_scene_detection(paths: list[Path]) -> tuple[float, int, dict[str, list[int]]]:
-    """The pipeline's probe + scene-detection stage on Ray over the same files."""
-    config = CurationConfig(filters={"min_frames": 1, "min_caption_words": 0, "min_height": 0})
-    plan = plan_work(CurationRequest(inputs=tuple(map(str, paths)), out="unused", config=config))
-    ds = build_dataset(plan.videos, config, StepContext())
+    """The pipeline's probe + scene-detection steps on Ray over the same files (filters off, one
+    video per shard so that both cores work on 16 videos), the cuts read back from the manifest."""
+    config = CurationConfig(filters={"min_frames": 1, "min_caption_words": 0, "min_height": 0}, videos_per_shard=1)
+    out = Path(tempfile.mkdtemp()) / "out"
     started = time.perf_counter()
-    rows = list(ds.iter_rows())
+    record = run_curation(CurationRequest(inputs=tuple(map(str, paths)), out=str(out), config=config))
     seconds = time.perf_counter() - started
     cuts: dict[str, list[int]] = {}
-    frames = {}
-    for row in rows:
-        cuts.setdefault(row["source_uri"], []).append(row["start_frame"])
-        frames[row["source_uri"]] = max(frames.get(row["source_uri"], 0), row["end_frame"])
-    return seconds, sum(frames.values()), {k: sorted(v) for k, v in cuts.items()}
+    for folder in ("clips", "rejects"):  # a clip without a caption is a reject, with its frame range
+        for row in pq.read_table(out / folder, columns=["source_uri", "start_frame"]).to_pylist():
+            if row["start_frame"] is not None:
+                cuts.setdefault(row["source_uri"], []).append(row["start_frame"])
+    return seconds, record["counts"]["frames_decoded"], {k: sorted(v) for k, v in cuts.items()}
 
 
 def single_process_detection(paths: list[Path]) -> tuple[float, int]:
@@ -108,9 +107,11 @@ def bare_decode(paths: list[Path], to_rgb: bool) -> tuple[float, int]:
 
 
 def whole_pipeline(paths: list[Path]) -> tuple[float, int]:
+    """Every step at the default config, but one video per shard: 16 long videos in the default
+    64-video shard would be one task on one core."""
     out = Path(tempfile.mkdtemp()) / "out"
     started = time.perf_counter()
-    record = run_curation(CurationRequest(inputs=tuple(map(str, paths)), out=str(out), config=CurationConfig()))
+    record = run_curation(CurationRequest(inputs=tuple(map(str, paths)), out=str(out), config=CurationConfig(videos_per_shard=1)))
     return time.perf_counter() - started, record["counts"]["frames_decoded"]
 
 

@@ -74,6 +74,12 @@ class ScaledVideoStreamAv(VideoStreamAv):
     def failures(self) -> int:
         return self._decode_failures
 
+    def close(self) -> None:
+        """Release the decoder and the file now. PySceneDetect leaves that to its finaliser, and
+        the stream's decode generator and container form a reference cycle, so it would run at the
+        next cyclic garbage collection: later, at a random point, on another step's clock."""
+        VideoStreamAv.__del__(self)
+
     def read(self, decode: bool = True) -> np.ndarray | bool:
         if not super().read(decode=False):
             return False
@@ -124,6 +130,13 @@ def detect_scenes(source, config: SceneDetectionConfig, name: str = "") -> Detec
     only adds contention.
     """
     stream = ScaledVideoStreamAv(source, config, name=name)
+    try:
+        return _detect(stream, config)
+    finally:
+        stream.close()
+
+
+def _detect(stream: ScaledVideoStreamAv, config: SceneDetectionConfig) -> DetectedScenes:
     rate = stream.frame_rate
     detector = _detector(config)
     cuts, times, duration = [], [], None

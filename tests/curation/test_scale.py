@@ -195,9 +195,13 @@ def test_a_listing_with_the_metadata_gives_the_same_manifest(ray_cluster, corpus
     assert _normalised(tmp_path / "out", corpus.folder) == golden
 
 
+#: Inputs of the kill tests; LAVIE_RESUME_INPUTS=10000 runs them at the scale BENCHMARKS.md records.
+RESUME_INPUTS = int(os.environ.get("LAVIE_RESUME_INPUTS", "600"))
+
+
 @pytest.fixture(scope="module")
 def many_inputs(tmp_path_factory):
-    return write_linked_inputs(tmp_path_factory.mktemp("linked"), 600)
+    return write_linked_inputs(tmp_path_factory.mktemp("linked"), RESUME_INPUTS)
 
 
 def _command(inputs, out: Path, address: str) -> list[str]:
@@ -269,3 +273,21 @@ def test_a_killed_worker_is_retried_without_losing_or_repeating_rows(ray_cluster
         rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
         assert rerun.returncode == 0, rerun.stderr
     _assert_exact(out, many_inputs)
+
+
+@pytest.mark.parametrize("finished", [False, True])
+def test_a_run_started_before_shard_listings_is_refused_in_one_line(tmp_path, finished):
+    """Such a run's plan.json listed every input (and its shards were 16 consecutive sorted
+    inputs): it cannot resume here, and the message says why and what to do."""
+    out = tmp_path / "out"
+    (out / "_progress").mkdir(parents=True)
+    (out / "_progress" / "plan.json").write_text(json.dumps({"inputs": ["/v/a.mp4"], "missing": [], "metadata": None, "config": {}}))
+    (out / "_progress" / "shard-00000.json").write_text("{}")
+    if finished:
+        (out / "_SUCCESS").write_text("")
+    listing = _write_listing(tmp_path / "l.csv", [{"video": "/v/a.mp4"}])
+    with pytest.raises(UserError) as info:
+        run_curation(CurationRequest(out=str(out), inputs_from=str(listing)))
+    expected = "holds a finished run of an earlier lavie" if finished else "holds an unfinished run of an earlier lavie"
+    assert str(info.value).startswith(f"{out}: {expected}") and "give a new --out" in str(info.value)
+    assert "\n" not in str(info.value) and not (out / "_progress" / "listing").exists()
