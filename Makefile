@@ -1,18 +1,38 @@
 # `make demo` and `make test` work on a fresh machine with only Python 3.11.
+# Set-up: a venv with pip, uv installed into it with pip, and every package from requirements.lock
+# (pinned, transitive ones included). `make lock` refreshes the lock after pyproject.toml's
+# dependencies change; `make` refuses a lock that no longer matches them.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+UV     := $(VENV)/bin/uv
+LOCK   := requirements.lock
 STAMP  := $(VENV)/.installed
+# The platforms the lock is resolved for (uv's universal resolution, limited to these).
+LOCK_PYTHON := 3.10
 
-.PHONY: demo test install browser clean
+.PHONY: demo test install lock browser clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@$(PY) scripts/lockfile.py check $(LOCK)
+	@if $(PY) -m pip install --quiet --disable-pip-version-check uv; then \
+		$(UV) pip install --python $(PY) --quiet -r $(LOCK) && \
+		$(UV) pip install --python $(PY) --quiet --no-deps -e . ; \
+	else \
+		echo "make: uv could not be installed; installing the same lock with pip (slower)"; \
+		$(PY) -m pip install --quiet -r $(LOCK) && $(PY) -m pip install --quiet --no-deps -e . ; \
+	fi
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+lock:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check uv
+	$(UV) pip compile pyproject.toml --extra dev --universal --python-version $(LOCK_PYTHON) \
+		--custom-compile-command "make lock" --quiet -o $(LOCK)
+	@$(PY) scripts/lockfile.py stamp $(LOCK)
 
 # Debian's Chromium, for the tests that open the stats report in a real browser.
 browser:

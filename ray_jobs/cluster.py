@@ -13,6 +13,9 @@ import os
 import socket
 from typing import Any
 
+from lavie.core.errors import UserError, message_line
+from ray_jobs.auth import is_auth_failure, refused, use_token_if_present
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -60,8 +63,43 @@ def connect(address: str | None, **kwargs: Any) -> None:
     if address is None:
         start_local_ray(**kwargs)
     else:
-        ray.init(address=address, **kwargs)
+        join_cluster(address, **kwargs)
     quiet_ray_data()
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a plain ``host:port`` GCS address; None for ``ray://``, ``auto`` and the like."""
+    if "://" in address or address.count(":") != 1:
+        return None
+    host, port = address.rsplit(":", 1)
+    return (host, int(port)) if port.isdigit() else None
+
+
+def join_cluster(address: str, **kwargs: Any) -> None:
+    """``ray.init(address)`` with one-line errors: nothing listening there is found at once (Ray
+    itself retries for a minute), and a refusal for want of a token says what to set."""
+    has_token = use_token_if_present()  # before Ray connects: it reads the auth mode then
+    import ray
+
+    target = _host_port(address)
+    if target is not None:
+        try:
+            socket.create_connection(target, timeout=5).close()
+        except OSError as exc:
+            raise UserError(
+                f"{address}: nothing answers there ({message_line(exc)}); give the head's GCS address "
+                "(host:6379, as `ray start --head` prints it), ray://host:10001, or start the cluster"
+            ) from None
+    try:
+        ray.init(address=address, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ... for a refused join
+        if is_auth_failure(exc):
+            raise refused(address, has_token) from None
+        hint = "" if has_token else (
+            "; a cluster with token authentication (on by default since Ray 2.59) needs RAY_AUTH_TOKEN or "
+            "RAY_AUTH_TOKEN_PATH set to the head's token"
+        )  # fmt: skip
+        raise UserError(f"{address}: cannot join the Ray cluster ({message_line(exc)}){hint}") from None
 
 
 def quiet_ray_data() -> None:

@@ -17,42 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 from lavie.core.errors import UserError, message_line
+from ray_jobs.auth import is_auth_failure, refused, use_token_if_present
 from ray_jobs.spec import JobSpec
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 #: Right after a head starts, its job agent may not be up yet: submission retries this long.
 AGENT_WAIT_SEC = 60.0
-
-
-def _token_file() -> str:
-    return os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
-
-
-def _use_token_if_present() -> bool:
-    """Send the cluster token when this machine has one; returns whether it has.
-
-    Ray's job client only sends it when ``RAY_AUTH_MODE=token`` is set in the client process;
-    a cluster started with token auth (the default for local clusters since Ray 2.59) otherwise
-    rejects every request.
-    """
-    has_token = bool(os.environ.get("RAY_AUTH_TOKEN")) or os.path.isfile(_token_file())
-    if has_token and not os.environ.get("RAY_AUTH_MODE"):
-        os.environ["RAY_AUTH_MODE"] = "token"
-    return has_token
-
-
-def _refused(address: str, has_token: bool) -> UserError:
-    if has_token:
-        return UserError(f"{address}: the cluster refused this machine's token (set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)")
-    return UserError(
-        f"{address}: the cluster requires an authentication token and this machine has none "
-        "(set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH, or copy the head's ~/.ray/auth_token)"
-    )
-
-
-def _is_auth_failure(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return any(word in text for word in ("401", "403", "unauthorized", "unauthenticated", "authentication"))
 
 
 class JobClient:
@@ -62,25 +32,25 @@ class JobClient:
         if not address:
             raise UserError("no cluster address: give --address http://HEAD:8265 or set RAY_API_SERVER_ADDRESS")
         self.address = address
-        self._has_token = _use_token_if_present()  # before Ray is imported: it reads the auth mode once
+        self._has_token = use_token_if_present()  # before Ray is imported: it reads the auth mode once
         from ray.exceptions import AuthenticationError
         from ray.job_submission import JobSubmissionClient
 
         try:
             self._client = JobSubmissionClient(address)
         except AuthenticationError:
-            raise _refused(address, self._has_token) from None
+            raise refused(address, self._has_token) from None
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            if _is_auth_failure(exc):
-                raise _refused(address, self._has_token) from None
+            if is_auth_failure(exc):
+                raise refused(address, self._has_token) from None
             raise UserError(f"{address}: cannot reach the Ray job server ({message_line(exc)})") from None
 
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
         try:
             return call()
         except RuntimeError as exc:
-            if _is_auth_failure(exc):
-                raise _refused(self.address, self._has_token) from None
+            if is_auth_failure(exc):
+                raise refused(self.address, self._has_token) from None
             raise UserError(f"{what}: {message_line(exc)}") from None
 
     def submit(self, spec: JobSpec) -> str:
@@ -94,8 +64,8 @@ class JobClient:
                 if "No available agent" in str(exc) and time.monotonic() < deadline:
                     time.sleep(1.0)
                     continue
-                if _is_auth_failure(exc):
-                    raise _refused(self.address, self._has_token) from None
+                if is_auth_failure(exc):
+                    raise refused(self.address, self._has_token) from None
                 raise UserError(f"cannot submit '{entrypoint}': {message_line(exc)}") from None
 
     def follow(self, job_id: str, write: Callable[[str], Any]) -> str:

@@ -50,6 +50,7 @@ def _outside_env() -> dict[str, str]:
 class Cluster:
     address: str  # the job server
     token_env: dict[str, str]  # what a client with the token has in its environment
+    gcs: str  # the head's GCS address, which a driver joins with --address
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,7 @@ def cluster(tmp_path_factory):
         assert node.poll() is None and time.monotonic() < deadline + 60, "the second node did not join"
         time.sleep(1.0)
         nodes = _alive_nodes(address, token.read_text())
-    yield Cluster(address, {"RAY_AUTH_TOKEN_PATH": str(token)})
+    yield Cluster(address, {"RAY_AUTH_TOKEN_PATH": str(token)}, f"127.0.0.1:{gcs}")
     for process in (node, head):  # each `ray start` leads a process group with its node's processes
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=60)
@@ -182,13 +183,21 @@ def train_spec(tmp_path_factory) -> dict:
     return {"root": root, "spec": root / "job.yaml", "config": root / "train.yaml", "run": root / "runs" / "spread"}
 
 
-def _latest_checkpoint_step(run: Path) -> int:
+def _latest_checkpoint_step(run: Path, settle: float = 0.0) -> int:
+    """The step of Ray Train's latest checkpoint, from its snapshot file; 0 while there is none.
+
+    Ray rewrites the snapshot in place, so a read can catch it half written: with ``settle``
+    (seconds) an unreadable snapshot is read again until it parses, instead of counting as 0."""
     snapshot = run / "checkpoint_manager_snapshot.json"
-    try:
-        latest = json.loads(snapshot.read_text())["latest_checkpoint_result"]["checkpoint_dir_name"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
-    return int(latest.rsplit("_", 1)[1])
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            latest = json.loads(snapshot.read_text())["latest_checkpoint_result"]["checkpoint_dir_name"]
+            return int(latest.rsplit("_", 1)[1])
+        except (OSError, ValueError, KeyError, TypeError):
+            if time.monotonic() >= deadline:
+                return 0
+            time.sleep(0.05)
 
 
 def _train_worker_nodes(cluster: Cluster) -> dict[str, list[str]]:
@@ -216,7 +225,7 @@ def test_a_training_job_stopped_mid_run_resumes_with_one_worker_per_node(cluster
     stopped = _jobs(cluster, "stop", "--wait", "train-first")
     assert stopped.stdout.strip() == "train-first\tSTOPPED", stopped.stdout + stopped.stderr
     assert _jobs(cluster, "status", "train-first").stdout.startswith("train-first\tSTOPPED")
-    at = _latest_checkpoint_step(train_spec["run"])
+    at = _latest_checkpoint_step(train_spec["run"], settle=30)
     assert 4 <= at < FIRST_RUN_STEPS
     end = at + 4
 
@@ -224,7 +233,7 @@ def test_a_training_job_stopped_mid_run_resumes_with_one_worker_per_node(cluster
                     "--set", f"run.max_steps={end}", timeout=600)  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"resuming at step {at}" in resumed.stdout and f"step {end}/{end}" in resumed.stdout
-    assert _latest_checkpoint_step(train_spec["run"]) == end
+    assert _latest_checkpoint_step(train_spec["run"], settle=30) == end
     export = train_spec["run"] / "export"
     assert json.loads((export / "export_info.json").read_text())["step"] == end
     from cascade.models import BaseUNet3DModel
@@ -249,6 +258,35 @@ def test_bad_address_is_one_line(address, message):
     result = subprocess.run([str(BIN / "lavie"), "jobs", "--address", address, "list"],
                             capture_output=True, text=True, timeout=60, env=_outside_env())  # fmt: skip
     _one_line_error(result, message)
+
+
+def _lavie_check_on(address: str, tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`lavie check`, a command that joins the cluster at ``address`` as a driver, from a shell
+    with ``env``."""
+    manifest = tmp_path / "manifest"
+    video = write_scene_video(tmp_path / "v.mp4", (20,), 64, 48).path
+    write_clip_manifest(manifest, [clip_row(str(video), 0, 20, 24.0, 64, 48, "a small test clip")])
+    return subprocess.run([str(BIN / "lavie"), "check", str(manifest), "--out", str(tmp_path / "r"), "--address", address],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)  # fmt: skip
+
+
+def test_a_driver_without_the_token_is_refused_in_one_line(cluster, tmp_path):
+    """From a shell without RAY_AUTH_MODE or a token: one line naming the cause and the fix."""
+    result = _lavie_check_on(cluster.gcs, tmp_path, {**_outside_env(), "HOME": str(tmp_path)})
+    _one_line_error(result, f"{cluster.gcs}: ")
+    assert "RAY_AUTH_TOKEN" in result.stderr
+
+
+def test_a_driver_with_the_token_but_no_auth_mode_joins(cluster, tmp_path):
+    """RAY_AUTH_MODE=token is set for the user when a token is there, as job submission does."""
+    result = _lavie_check_on(cluster.gcs, tmp_path, {**_outside_env(), **cluster.token_env})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["clips"] == 1
+
+
+def test_a_driver_address_where_nothing_listens_is_one_line(tmp_path):
+    result = _lavie_check_on(f"127.0.0.1:{_free_port()}", tmp_path, _outside_env())
+    _one_line_error(result, "nothing answers there")
 
 
 def test_unknown_job_is_one_line(cluster):
