@@ -11,6 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from lavie.core.errors import UserError, message_line
@@ -75,10 +79,26 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return (host, int(port)) if port.isdigit() else None
 
 
+@contextmanager
+def _held_back_stderr() -> Iterator[Any]:
+    """File descriptor 2 into a temporary file for the duration: Ray's C++ client logs every retry
+    of a refused join there directly (one line a second), which would bury the one-line error."""
+    held = tempfile.TemporaryFile()
+    saved = os.dup(2)
+    os.dup2(held.fileno(), 2)
+    try:
+        yield held
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def join_cluster(address: str, **kwargs: Any) -> None:
     """``ray.init(address)`` with one-line errors: nothing listening there is found at once (Ray
-    itself retries for a minute), and a refusal for want of a token says what to set."""
-    has_token = use_token_if_present()  # before Ray connects: it reads the auth mode then
+    itself retries for a while), and a refusal for want of a token says what to set. The `lavie`
+    command calls :func:`ray_jobs.auth.use_token_if_present` before anything imports Ray (Ray reads
+    the auth mode once); here it covers other callers."""
+    has_token = use_token_if_present()
     import ray
 
     target = _host_port(address)
@@ -90,16 +110,20 @@ def join_cluster(address: str, **kwargs: Any) -> None:
                 f"{address}: nothing answers there ({message_line(exc)}); give the head's GCS address "
                 "(host:6379, as `ray start --head` prints it), ray://host:10001, or start the cluster"
             ) from None
-    try:
-        ray.init(address=address, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ... for a refused join
-        if is_auth_failure(exc):
-            raise refused(address, has_token) from None
-        hint = "" if has_token else (
-            "; a cluster with token authentication (on by default since Ray 2.59) needs RAY_AUTH_TOKEN or "
-            "RAY_AUTH_TOKEN_PATH set to the head's token"
-        )  # fmt: skip
-        raise UserError(f"{address}: cannot join the Ray cluster ({message_line(exc)}){hint}") from None
+    with _held_back_stderr() as held:
+        try:
+            ray.init(address=address, **kwargs)
+            failure = None
+        except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ... for a refused join
+            failure = exc
+        held.seek(0)
+        logged = held.read().decode(errors="replace")
+    if failure is None:
+        sys.stderr.write(logged)  # a join that worked hides nothing Ray said
+        return
+    if is_auth_failure(failure) or any(word in logged for word in ("InvalidAuthToken", "Unauthenticated")):
+        raise refused(address, has_token) from None
+    raise UserError(f"{address}: cannot join the Ray cluster ({message_line(failure)})") from None
 
 
 def quiet_ray_data() -> None:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from lavie.core.errors import UserError
 from lavie.core.storage import redact_command_line
+from ray_jobs.auth import use_token_if_present
 
 COMMAND_MODULES = (
     "lavie.cli.curate",
@@ -55,6 +56,7 @@ def hide_credentials() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     hide_credentials()
+    use_token_if_present()  # before any sub-command imports Ray, which reads the auth mode once
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
