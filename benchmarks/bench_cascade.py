@@ -3,6 +3,8 @@
 Each measurement runs in its own process (peak memory only ever grows within a process) on a
 cascade folder of random models written once to a temporary folder:
 
+* ``--size tiny``: the test suite's tiny models (``lavie.synthetic``), base 4×16×32: a check of
+  the code paths in seconds, not a measurement.
 * ``--size small`` (the CPU default): SD-shaped UNets at a quarter of SD's widths, the tiny VAE and
   text encoders of ``lavie.synthetic``; base 16×64×96, interpolation to 61 frames, VSR ×4 to
   256×384. Peak memory is the highest RSS seen while the stage runs (sampled every 5 ms) less the RSS before it.
@@ -40,6 +42,7 @@ from cascade.models import (  # noqa: E402
     VSRUNet3DModel,
 )
 from cascade.pipelines import GenerationSettings, assemble_cascade  # noqa: E402
+from lavie.synthetic import TINY_UNET_CONFIG, TINY_UPSCALER_UNET_CONFIG  # noqa: E402
 
 SMALL_SD = {**SD1_UNET_CONFIG, "block_out_channels": [80, 160, 320, 320], "attention_head_dim": 4,
             "norm_num_groups": 16, "cross_attention_dim": 32}  # fmt: skip
@@ -53,6 +56,9 @@ X4_VAE = {**SD_VAE, "block_out_channels": [128, 256, 512], "down_block_types": [
 #: x4 VAEs (three levels) at half of SD's widths, for the small size.
 SMALL_VAE = {**X4_VAE, "block_out_channels": [64, 128, 256], "scaling_factor": 0.18215}
 SIZES = {
+    # the test suite's tiny models as written by lavie.synthetic (no VAE or text encoder replaced)
+    "tiny": {"sd": TINY_UNET_CONFIG, "x4": TINY_UPSCALER_UNET_CONFIG, "vae": None, "x4_vae": None,
+             "text_width": None, "frames": 4, "height": 16, "width": 32},
     "small": {"sd": SMALL_SD, "x4": SMALL_X4, "vae": SMALL_VAE, "x4_vae": {**SMALL_VAE, "scaling_factor": 0.08333},
               "text_width": None, "frames": 16, "height": 64, "width": 96},
     "paper": {"sd": SD1_UNET_CONFIG, "x4": X4_UPSCALER_UNET_CONFIG, "vae": SD_VAE, "x4_vae": X4_VAE,
@@ -85,7 +91,8 @@ def build_cascade(size: str, folder: Path) -> Path:
     sd, upscaler = write_tiny_sd(folder / "sd"), write_tiny_upscaler(folder / "upscaler")
     widths = spec["text_width"] or (None, None)
     for parts, vae_config, width in ((sd, spec["vae"], widths[0]), (upscaler, spec["x4_vae"], widths[1])):
-        AutoencoderKL(**vae_config).save_pretrained(parts / "vae")
+        if vae_config is not None:
+            AutoencoderKL(**vae_config).save_pretrained(parts / "vae")
         if width is not None:
             config = CLIPTextConfig.from_pretrained(parts / "text_encoder")
             config.update({"hidden_size": width, "intermediate_size": 4 * width, "num_hidden_layers": 12,
@@ -144,7 +151,8 @@ def worker(cascade: Path, size: str, stage: str, overrides: dict[str, Any], step
     pipeline = CascadePipeline.from_pretrained(cascade, settings, device=device)
     pipeline.set_progress_bar_config(disable=True)
     # interpolation takes 16 key frames, VSR 16 low-resolution frames, at the base's size
-    video = torch.rand(1, spec["frames"], 3, spec["height"], spec["width"]) if stage != "base" else None
+    starts_from_text = stage in ("base", "cascade")
+    video = None if starts_from_text else torch.rand(1, spec["frames"], 3, spec["height"], spec["width"])
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()

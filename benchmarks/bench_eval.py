@@ -75,21 +75,27 @@ def frechet_seconds(repeats: int = 3) -> dict[str, float]:
 
 
 @torch.inference_mode()
-def gpu_throughput(batch_sizes: list[int], repeats: int = 5) -> list[dict[str, float]]:
-    model = random_i3d("cuda")
-    video = torch.from_numpy(generated_video(0)).cuda()
+def gpu_throughput(batch_sizes: list[int], repeats: int = 5, device: str = "cuda") -> list[dict[str, float]]:
+    """Videos/s per batch size, preprocessing on the device too (``device="cpu"``: a check of the
+    code path; peak memory is then not measured)."""
+    cuda = torch.device(device).type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    model = random_i3d(device)
+    video = torch.from_numpy(generated_video(0)).to(device)
     rows = []
     for batch in batch_sizes:
-        torch.cuda.reset_peak_memory_stats()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         frames = video.expand(batch, *video.shape)
         model(torch.stack([i3d_input(f, GENERATED_CROP) for f in frames]))  # warm-up (cuDNN picks algorithms)
-        torch.cuda.synchronize()
+        sync()
         start = time.perf_counter()
         for _ in range(repeats):
             model(torch.stack([i3d_input(f, GENERATED_CROP) for f in frames])).mean(dim=2).cpu()
-        torch.cuda.synchronize()
+        sync()
         seconds = (time.perf_counter() - start) / repeats
-        rows.append({"batch": batch, "videos_per_s": batch / seconds, "peak_gib": torch.cuda.max_memory_allocated() / 2**30})
+        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+        rows.append({"batch": batch, "videos_per_s": batch / seconds, "peak_gib": peak})
     return rows
 
 
