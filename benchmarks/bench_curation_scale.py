@@ -18,7 +18,7 @@ second), and the Ray tasks the run started (Ray's state API). The fixed cost per
 steps' CPU seconds per input from run.json. The decoder floor decodes every frame of the same
 files with PyAV, one process per core, and is compared with the steady-state rate.
 
-Usage: python benchmarks/bench_curation_scale.py [--sizes 1000 10000 100000]
+Usage: python benchmarks/bench_curation_scale.py [--sizes 1000 10000 100000] [--fixed-cost N] [--check-sizes N ...]
            [--baseline-sizes 1000 10000] [--baseline c6facf8] [--workdir benchmarks/_work/scale]
 """
 
@@ -120,6 +120,33 @@ def _phase(env: dict, runs: list[dict], cwd: Path = REPO) -> list[dict]:
     return json.loads(result.stdout)
 
 
+# --------------------------------------------------------------------------- lavie check
+def check_run(workdir: Path, count: int, per_part: int) -> dict:
+    """`lavie check --frames ends` on a manifest of ``count`` clips (each input's first scene), its
+    own embedded Ray; the driver's peak RSS and clips/s."""
+    from lavie.synthetic import clip_row, write_clip_manifest
+    from lavie.synthetic.linked_inputs import input_path
+
+    inputs, _ = _inputs(workdir, count)
+    manifest = workdir / f"check-manifest-{count}"
+    if not manifest.exists():
+        rows = []
+        for index in range(count):
+            scenes, width, height = inputs.base_of(index)
+            rows.append(clip_row(str(input_path(inputs.root, index)), 0, scenes[0], 24.0, width, height, "a clip"))
+        write_clip_manifest(manifest, rows, files=-(-count // per_part))
+    report = workdir / f"check-report-{count}-{time.time_ns()}"
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "lavie.cli", "check", str(manifest), "--out", str(report),
+                                "--frames", "ends", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    summary = json.loads((report / "summary.json").read_text())
+    return {"clips": summary["clips"], "ok": summary["ok"], "wall_s": round(wall, 1), "clips_per_s": round(count / wall, 1),
+            "driver_peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "parts": -(-count // per_part),
+            "exit": os.waitstatus_to_exitcode(status)}  # fmt: skip
+
+
 # --------------------------------------------------------------------------- the decoder floor
 def _decode_all(paths: list[str]) -> int:
     import av
@@ -195,6 +222,8 @@ def main() -> None:
     parser.add_argument("--fixed-cost", type=int, default=0, metavar="N",
                         help="also run both codes on N inputs with --min-height 0, so that every step (the "
                         "training-decode check too) runs on every clip: the fixed cost per video, step by step")
+    parser.add_argument("--check-sizes", type=int, nargs="*", default=[],
+                        help="also run `lavie check` on manifests of these many clips (its driver's memory)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     workdir = args.workdir.resolve()
@@ -221,6 +250,10 @@ def main() -> None:
             baseline_runs.append({"label": f"driver rows ({args.baseline})", "out": str(out), "per_shard": 16,
                                   "command": [sys.executable, "-m", "lavie.cli", "curate", str(inputs.root / "videos"),
                                               "--metadata", str(metadata), "--out", str(out)]})  # fmt: skip
+    checks = [check_run(workdir, count, args.per_shard) for count in args.check_sizes]
+    for check in checks:
+        print(f"lavie check, {check['clips']:,} clips in {check['parts']:,} parts: {check['clips_per_s']} clips/s, "
+              f"driver peak RSS {check['driver_peak_rss_mib']} MiB, {check['ok']:,} ok", flush=True)  # fmt: skip
     results = _phase(dict(os.environ), runs) if runs else []
     if baseline_runs:
         path, tree = _baseline(workdir, args.baseline)

@@ -117,15 +117,17 @@ class CheckPart:
 
 def plan_checks(request: CheckRequest) -> list[tuple[str, list[str], tuple[str, ...]]]:
     """Per manifest: its URI, its Parquet files and the columns to read. Bad manifests fail here,
-    before any cluster starts; nothing is read beyond the datasets' file lists and footers."""
-    plans, rows = [], 0
+    before any cluster starts; nothing is read beyond the datasets' file lists and a footer."""
+    plans, has_rows = [], False
     for uri in request.manifests:
         manifest = open_manifest(uri, request.storage_options)
         manifest.require_columns(["source_uri"])
         columns = ("source_uri", *(c for c in _RANGE_COLUMNS if c in manifest.columns))
         plans.append((uri, list(manifest.table.files), columns))
-        rows += manifest.table.count_rows()
-    if not rows:
+        # One footer read until a part with rows turns up, not every part's: the driver's memory
+        # would grow with the parts' metadata.
+        has_rows = has_rows or any(fragment.count_rows() for fragment in manifest.table.get_fragments())
+    if not has_rows:
         raise UserError(f"{', '.join(request.manifests)}: no clips to check")
     return plans
 
