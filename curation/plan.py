@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from curation.config import CurationConfig
 from curation.inputs import MissingInput, iter_input_files
-from curation.metadata import VideoMetadata, add_metadata_row, iter_table_batches
+from curation.metadata import BATCH_ROWS, VideoMetadata, add_metadata_row, iter_table_batches
 from curation.metadata_join import join_metadata
 from curation.output import INPUT_REJECTS, LAYOUT, OutputDir, parquet_bytes
 from lavie.core.errors import UserError
@@ -139,8 +140,13 @@ class ListingWriter:
         self.digest = hashlib.sha256()
         self.duplicates = DuplicateCheck(workdir)
         self.videos = 0
+        self.rejects = 0
         self._rows: list[tuple[str, str]] = []
-        self.rejects: list[dict[str, str]] = []
+        # Rejects go to a local Parquet file a batch at a time (a metadata file can name millions
+        # of videos that are not among the inputs), then to the output folder in one piece.
+        self._rejects_file = workdir / INPUT_REJECTS
+        self._reject_rows: list[dict[str, str]] = []
+        self._reject_writer: pq.ParquetWriter | None = None
 
     def add(self, uri: str, metadata: str) -> None:
         self.digest.update(f"{uri}\0{metadata}\n".encode())
@@ -152,7 +158,17 @@ class ListingWriter:
 
     def reject(self, uri: str, reason: str, detail: str) -> None:
         self.digest.update(f"reject\0{uri}\0{reason}\0{detail}\n".encode())
-        self.rejects.append({"source_uri": uri, "reason": reason, "detail": detail})
+        self.rejects += 1
+        self._reject_rows.append({"source_uri": uri, "reason": reason, "detail": detail})
+        if len(self._reject_rows) >= BATCH_ROWS:
+            self._flush_rejects()
+
+    def _flush_rejects(self) -> None:
+        if self._reject_rows and self.write:
+            if self._reject_writer is None:
+                self._reject_writer = pq.ParquetWriter(self._rejects_file, INPUT_REJECT_SCHEMA, compression="zstd")
+            self._reject_writer.write_table(pa.Table.from_pylist(self._reject_rows, schema=INPUT_REJECT_SCHEMA))
+        self._reject_rows = []
 
     def _flush(self) -> None:
         if self._rows and self.write:
@@ -164,9 +180,11 @@ class ListingWriter:
 
     def close(self) -> None:
         self._flush()
-        if self.rejects and self.write:
-            table = pa.Table.from_pylist(self.rejects, schema=INPUT_REJECT_SCHEMA)
-            atomic_write(self.out.listing_uri(INPUT_REJECTS), parquet_bytes(table), self.out.options)
+        self._flush_rejects()
+        if self._reject_writer is not None:
+            self._reject_writer.close()
+            # plan.json is written after this: a copy cut short is never read.
+            self.out.fs.put_file(str(self._rejects_file), self.out.fs._strip_protocol(self.out.listing_uri(INPUT_REJECTS)))
 
 
 def _absolute(uri: str) -> str:
@@ -260,4 +278,4 @@ def plan_inputs(
     if not writer.videos and not writer.rejects:
         raise UserError("no input given")
     video_shards = -(-writer.videos // config.videos_per_shard)
-    return Plan(writer.videos, video_shards, len(writer.rejects), writer.digest.hexdigest())
+    return Plan(writer.videos, video_shards, writer.rejects, writer.digest.hexdigest())
