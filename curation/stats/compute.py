@@ -16,6 +16,7 @@ from curation.stats.accumulate import ClipStats
 from curation.stats.bins import ALL_BINS
 from curation.stats.funnel import REJECT_COLUMNS_USED, RejectCounts, funnel_figures
 from curation.stats.inputs import LabelledManifest
+from curation.stats.samples import SampleDraw, SampleOptions, score_columns
 from lavie.core.errors import UserError, first_line
 
 STATS_VERSION = 1
@@ -45,16 +46,27 @@ def scan(dataset: ds.FileSystemDataset, columns: list[str]) -> Iterator[pa.Recor
             raise UserError(f"{path}: cannot be read as Parquet ({first_line(exc)})") from None
 
 
-def dataset_stats(labelled: LabelledManifest) -> dict:
+def dataset_stats(labelled: LabelledManifest, draw: SampleDraw | None = None) -> dict:
+    """One dataset's figures; when ``draw`` is given, the same pass over the data feeds it too."""
     manifest = labelled.manifest
     clip_stats = ClipStats(manifest.columns)
-    for batch in scan(manifest.table, clip_stats.projection()):
+    columns = clip_stats.projection()
+    if draw is not None:
+        columns = list(dict.fromkeys(columns + draw.projection()))
+    for batch in scan(manifest.table, columns):
         clip_stats.add_batch(batch)
+        if draw is not None:
+            draw.add_clips(batch)
     rejects = None
     if manifest.rejects is not None:
         rejects = RejectCounts()
-        for batch in scan(manifest.rejects, list(REJECT_COLUMNS_USED)):
+        columns = list(REJECT_COLUMNS_USED)
+        if draw is not None:
+            columns = list(dict.fromkeys(columns + draw.reject_projection()))
+        for batch in scan(manifest.rejects, columns):
             rejects.add_batch(batch)
+            if draw is not None:
+                draw.add_rejects(batch)
     figures = clip_stats.to_json()
     scoring = (manifest.run or {}).get("scoring")
     if isinstance(scoring, dict) and scoring.get("skipped_reason") and not figures["aesthetic_score"]["available"]:
@@ -71,10 +83,39 @@ def dataset_stats(labelled: LabelledManifest) -> dict:
     }
 
 
-def build_stats(manifests: list[LabelledManifest]) -> dict:
-    """The whole stats.json document: bin definitions, then one entry per dataset in input order."""
+def new_draw(labelled: LabelledManifest, options: SampleOptions, manifests: int) -> SampleDraw:
+    """The empty draw of one of ``manifests`` manifests."""
+    manifest = labelled.manifest
+    rejects = manifest.rejects
+    reject_columns = frozenset(rejects.schema.names) if rejects is not None and rejects.files else None
+    return SampleDraw(
+        options.per_group, options.index_share(manifests), options.seed, manifest.columns,
+        score_columns(manifest.table.schema), reject_columns,
+    )  # fmt: skip
+
+
+def reject_order(funnel: dict) -> list[tuple[str, str]]:
+    """(stage, reason) in the funnel's order: stages in pipeline order, reasons largest first."""
+    return [(s["stage"], reason) for s in funnel.get("stages") or [] for reason in s["reasons"]]
+
+
+def build_stats(manifests: list[LabelledManifest], options: SampleOptions | None = None) -> dict:
+    """The whole stats.json document: bin definitions, one entry per dataset in input order, and
+    the drawn examples (``samples``: the options, then one entry per dataset) without previews."""
+    options = options or SampleOptions(per_group=0)
+    datasets, drawn = [], []
+    for labelled in manifests:
+        draw = new_draw(labelled, options, len(manifests)) if options.enabled else None
+        figures = dataset_stats(labelled, draw)
+        datasets.append(figures)
+        if draw is not None:
+            drawn.append({"label": labelled.label, **draw.to_json(figures, reject_order(figures["funnel"]))})
+    samples: dict = options.to_json()
+    if options.enabled:
+        samples["datasets"] = drawn
     return {
         "stats_version": STATS_VERSION,
         "bins": {b.name: b.describe() for b in ALL_BINS},
-        "datasets": [dataset_stats(m) for m in manifests],
+        "datasets": datasets,
+        "samples": samples,
     }

@@ -31,6 +31,9 @@ from lavie.core.manifest import (
     open_manifest,
 )
 
+# The figures alone: examples and their previews (Ray) are tested in test_stats_samples.py.
+NO_SAMPLES = ("--samples", "0")
+
 # (source, category, caption_words, duration_sec, height, aesthetic_score); two files.
 VIMEO_FILES = [
     [
@@ -246,7 +249,7 @@ def report(tmp_path_factory) -> tuple[Path, Path, Path, str]:
     out = base / "report"
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        assert main(["stats", str(vimeo), str(webvid), "--out", str(out)]) == 0
+        assert main(["stats", *NO_SAMPLES, str(vimeo), str(webvid), "--out", str(out)]) == 0
     return vimeo, webvid, out, stdout.getvalue()
 
 
@@ -289,7 +292,7 @@ def test_page_is_self_contained_and_names_missing_panels(report):
 
 def test_a_dataset_keeps_its_colour_in_charts_it_is_alone_in(report, tmp_path):
     vimeo, webvid, *_ = report
-    assert main(["stats", str(webvid), str(vimeo), "--out", str(tmp_path / "r")]) == 0
+    assert main(["stats", *NO_SAMPLES, str(webvid), str(vimeo), "--out", str(tmp_path / "r")]) == 0
     page = (tmp_path / "r" / "report.html").read_text()
     aesthetic = page[page.index('id="chart-aesthetic-score"') :].split("</svg>")[0]
     assert f'fill="{PALETTE[1]}"' in aesthetic and f'fill="{PALETTE[0]}"' not in aesthetic
@@ -350,7 +353,7 @@ def test_files_may_lack_optional_columns_and_a_corrupt_file_is_named(tmp_path, c
     pq.write_table(pa.Table.from_pylist(rows[:1], schema=CLIP_SCHEMA), tmp_path / "d" / "a.parquet")
     second = pa.Table.from_pylist(rows[1:], schema=CLIP_SCHEMA).drop_columns(["aesthetic_score", "category"])
     pq.write_table(second, tmp_path / "d" / "b.parquet")
-    assert main(["stats", str(tmp_path / "d"), "--out", str(tmp_path / "r")]) == 0
+    assert main(["stats", *NO_SAMPLES, str(tmp_path / "d"), "--out", str(tmp_path / "r")]) == 0
     figures = json.loads((tmp_path / "r" / "stats.json").read_text())["datasets"][0]
     assert (figures["aesthetic_score"]["counts"], figures["aesthetic_score"]["missing"]) == ([0, 1, 0], 1)
     assert (figures["category"]["labels"], figures["category"]["missing"]) == (["Travel"], 1)
@@ -372,7 +375,7 @@ def test_empty_rejects_folder_means_nothing_dropped_and_unscored_runs_say_why(tm
     unscored = _replace(table, "aesthetic_score", pa.nulls(len(table), pa.float32()))
     pq.write_table(unscored, vimeo / CLIPS_DIR / "part-00000.parquet")
     (vimeo / CLIPS_DIR / "part-00001.parquet").unlink()
-    assert main(["stats", str(vimeo), "--out", str(tmp_path / "r")]) == 0
+    assert main(["stats", *NO_SAMPLES, str(vimeo), "--out", str(tmp_path / "r")]) == 0
     figures = json.loads((tmp_path / "r" / "stats.json").read_text())["datasets"][0]
     assert figures["aesthetic_score"]["why"] == "run.json: no scoring weights given"
     assert all(s["inputs_dropped"] == s["clips_dropped"] == 0 for s in figures["funnel"]["stages"])
@@ -383,7 +386,7 @@ def test_empty_rejects_folder_means_nothing_dropped_and_unscored_runs_say_why(tm
 def test_inconsistent_run_json_is_reported(tmp_path, capsys):
     counts = dict(VIMEO_COUNTS, clips_kept=11)
     vimeo = write_vimeo(tmp_path / "v", counts=counts)
-    assert main(["stats", str(vimeo), "--out", str(tmp_path / "r")]) == 0
+    assert main(["stats", *NO_SAMPLES, str(vimeo), "--out", str(tmp_path / "r")]) == 0
     assert "warning (v): run.json counts clips_kept=11, but clips/ holds 10" in capsys.readouterr().out
 
 
@@ -443,7 +446,7 @@ def test_label_errors(tmp_path, capsys):
     assert "label 'same' is also the label of" in capsys.readouterr().err
     assert main(["stats", str(a), str(b), "--label", "x", "--out", str(tmp_path / "r")]) == 2
     assert "--label given 1 times for 2 manifests" in capsys.readouterr().err
-    assert main(["stats", str(a), str(b), "--label", "x", "--label", "y", "--out", str(tmp_path / "r")]) == 0
+    assert main(["stats", *NO_SAMPLES, str(a), str(b), "--label", "x", "--label", "y", "--out", str(tmp_path / "r")]) == 0
     assert [d["label"] for d in json.loads((tmp_path / "r" / "stats.json").read_text())["datasets"]] == ["x", "y"]
 
 
@@ -470,7 +473,7 @@ def test_s3_manifest_round_trip(tmp_path, monkeypatch, capsys, s3_server):
         fs = s3_server.bucket("bucket")
         fs.put(str(write_vimeo(tmp_path / "vimeo25m")), "bucket/runs/vimeo25m", recursive=True)
         s3fs.S3FileSystem.clear_instance_cache()
-        assert main(["stats", "s3://bucket/runs/vimeo25m", "--out", "s3://bucket/reports/r1"]) == 0
+        assert main(["stats", *NO_SAMPLES, "s3://bucket/runs/vimeo25m", "--out", "s3://bucket/reports/r1"]) == 0
         stats = json.loads(fs.cat("bucket/reports/r1/stats.json"))
         assert stats["datasets"][0] == {"label": "vimeo25m", "uri": "s3://bucket/runs/vimeo25m", **EXPECTED_VIMEO}
         assert fs.exists("bucket/reports/r1/report.html")
@@ -478,7 +481,7 @@ def test_s3_manifest_round_trip(tmp_path, monkeypatch, capsys, s3_server):
         monkeypatch.delenv("AWS_ENDPOINT_URL")  # the endpoint given on the command line instead
         s3fs.S3FileSystem.clear_instance_cache()
         endpoint = f"--storage-option=endpoint_url={s3_server.endpoint}"
-        assert main(["stats", "s3://bucket/runs/vimeo25m", "--out", "s3://bucket/reports/r2", endpoint]) == 0
+        assert main(["stats", *NO_SAMPLES, "s3://bucket/runs/vimeo25m", "--out", "s3://bucket/reports/r2", endpoint]) == 0
         assert json.loads(fs.cat("bucket/reports/r2/stats.json")) == stats
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
