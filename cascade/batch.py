@@ -219,7 +219,7 @@ def _run_ray(arguments: tuple[str, str, str, bool], pending: list[tuple[PromptIt
     try:
         ray.get([actor.ready.remote() for actor in actors])
     except ray.exceptions.RayActorError as exc:
-        raise CascadeError(f"a generation worker failed to start: {first_line(exc.__cause__ or exc)}") from None
+        raise CascadeError(f"a generation worker failed to start: {_init_failure(exc)}") from None
     pool = ActorPool(actors)
     yield from pool.map_unordered(lambda actor, job: actor.generate.remote(job[0].model_dump_json(), job[1]), pending)
     for actor in actors:
@@ -239,3 +239,14 @@ def write_manifest(out: Path, ids: Sequence[str]) -> Path:
     pq.write_table(table, sink)
     atomic_write(str(out / MANIFEST), sink.getvalue().to_pybytes())
     return out / MANIFEST
+
+
+def _init_failure(exc: BaseException) -> str:
+    """What a worker's ``__init__`` raised, as one line. Ray hands it over as the error's
+    ``__cause__``, or, when the death reaches the driver through the actor's state instead of its
+    creation task, only inside the message, whose last line is the original exception's."""
+    if exc.__cause__ is not None:
+        return first_line(exc.__cause__)
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if len(lines) > 1 else first_line(exc)
+
