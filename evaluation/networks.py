@@ -9,6 +9,7 @@ share work files or cached statistics, so :attr:`FeatureNetwork.identity` covers
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ _KNOWN_LAYOUTS = {
 
 
 @dataclass
-class FeatureNetwork:
+class FeatureNetwork(ABC):
     """A network loaded for FVD: ``features(videos)`` gives ``(B, dim)`` float32 features."""
 
     module: nn.Module
@@ -54,8 +55,8 @@ class FeatureNetwork:
         return {"path": self.path, "sha256": self.sha256, "format": self.format, "lineage": self.lineage,
                 **self.settings, "computation": self.computation}  # fmt: skip
 
-    def features(self, videos: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def features(self, videos: torch.Tensor) -> torch.Tensor: ...
 
 
 def other_layout(state: dict[str, torch.Tensor], own_marker: str) -> str:
