@@ -35,7 +35,7 @@ from curation.metadata import BATCH_ROWS, VideoMetadata, add_metadata_row, iter_
 from curation.metadata_join import join_metadata
 from curation.output import INPUT_REJECTS, LAYOUT, OutputDir, parquet_bytes
 from lavie.core.errors import UserError
-from lavie.core.storage import atomic_write, is_local, local_path
+from lavie.core.storage import atomic_write, filesystem, is_local, local_path
 
 LISTING_SCHEMA = pa.schema([("video", pa.string()), ("metadata", pa.string())])
 INPUT_REJECT_SCHEMA = pa.schema([("source_uri", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
@@ -184,7 +184,8 @@ class ListingWriter:
         if self._reject_writer is not None:
             self._reject_writer.close()
             # plan.json is written after this: a copy cut short is never read.
-            self.out.fs.put_file(str(self._rejects_file), self.out.fs._strip_protocol(self.out.listing_uri(INPUT_REJECTS)))
+            fs, path = filesystem(self.out.listing_uri(INPUT_REJECTS), self.out.options)
+            fs.put_file(str(self._rejects_file), path)
 
 
 def _absolute(uri: str) -> str:
