@@ -140,8 +140,8 @@ def _trainer_args(ctx: Context, zero_stage: int, world_size: int = 1) -> argpars
     dry = ctx.dry_run
     return argparse.Namespace(
         device="cpu" if dry else "cuda:0", unet="tiny" if dry else "sd1", zero_stage=zero_stage, checkpointing=False, batch=1,
-        frames=4 if dry else shape["num_frames"], images=1 if dry else shape["images_per_sample"],
-        pixels=32 if dry else None, steps=2 if dry else 10, warmup=1 if dry else 3,
+        frames=2 if dry else shape["num_frames"], images=1 if dry else shape["images_per_sample"],
+        pixels=16 if dry else None, steps=1 if dry else 10, warmup=0 if dry else 3,
         peak_tflops=DATASHEET_BF16_TFLOPS, ds_config=json.dumps({**TORCH_ADAM, "train_batch_size": world_size}),
     )  # fmt: skip
 
