@@ -58,7 +58,7 @@ SMALL_VAE = {**X4_VAE, "block_out_channels": [64, 128, 256], "scaling_factor": 0
 SIZES = {
     # the test suite's tiny models as written by lavie.synthetic (no VAE or text encoder replaced)
     "tiny": {"sd": TINY_UNET_CONFIG, "x4": TINY_UPSCALER_UNET_CONFIG, "vae": None, "x4_vae": None,
-             "text_width": None, "frames": 4, "height": 16, "width": 32},
+             "text_width": None, "frames": 2, "height": 16, "width": 32},
     "small": {"sd": SMALL_SD, "x4": SMALL_X4, "vae": SMALL_VAE, "x4_vae": {**SMALL_VAE, "scaling_factor": 0.08333},
               "text_width": None, "frames": 16, "height": 64, "width": 96},
     "paper": {"sd": SD1_UNET_CONFIG, "x4": X4_UPSCALER_UNET_CONFIG, "vae": SD_VAE, "x4_vae": X4_VAE,

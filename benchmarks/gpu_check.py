@@ -25,6 +25,7 @@ one-line reason and the others still run:
   within 150 s on the first H200 run; peak memory does not depend on the step count).
 
 The sections run in the order below; ``zero3`` runs last and gets what is left of ``--budget``.
+A dry run may run ``--jobs N`` sections at once (the cascade sections still wait for ``models``).
 
 Nothing is downloaded: every model is built from the packaged configs with random weights.
 ``--dry-run`` runs every section at tiny sizes on the CPU (the test suite runs it, so that the
@@ -46,6 +47,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -280,7 +282,8 @@ def _cascade_worker(ctx: Context, stage: str, overrides: dict[str, Any], steps: 
 
 def run_sampling(ctx: Context) -> dict[str, Any]:
     settings = {"decode_chunk_size": 8, "base_scheduler": "ddpm"}
-    _cascade_worker(ctx, "base", settings, 2)  # warm-up: kernels, cuDNN, allocator
+    if not ctx.dry_run:
+        _cascade_worker(ctx, "base", settings, 2)  # warm-up: kernels, cuDNN, allocator
     out = _cascade_worker(ctx, "base", settings, 2 if ctx.dry_run else 50)
     return {**out, "scheduler": "DDPM", "guidance": 7.5, "seconds_per_video": out["seconds"]}
 
@@ -313,7 +316,7 @@ def run_i3d(ctx: Context) -> dict[str, Any]:
 
     if ctx.dry_run:
         torch.set_num_threads(2)
-    rows = gpu_throughput([2] if ctx.dry_run else [8, 16, 32], repeats=1 if ctx.dry_run else 5, device=ctx.device)
+    rows = gpu_throughput([1] if ctx.dry_run else [8, 16, 32], repeats=1 if ctx.dry_run else 5, device=ctx.device)
     best = max(rows, key=lambda row: row["videos_per_s"])
     return {"input": "16 frames of 320x512, centre crop 270, resized to 224, fp32",
             "batches": [{k: (round(v, 2) if isinstance(v, float) and v == v else None if isinstance(v, float) else v)
@@ -455,28 +458,14 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
         "sections": {},
     }
     started = time.perf_counter()
-    for section in SECTIONS:
-        if section.name not in names:
-            continue
-        record: dict[str, Any] = {"title": section.title}
-        missing = [package for package in section.needs if importlib.util.find_spec(package) is None]
-        models = report["sections"].get("models")
-        own = section.dry_budget_s if dry else section.budget_s
-        timeout = min(own, deadline - time.monotonic())
-        if missing:
-            record.update(status="skipped", reason=f"{missing[0]} not installed")
-        elif section.needs_models and not (models and models["status"] == "ok"):
-            why = "not run" if models is None else f"{models['status']}: {models.get('reason', '')}"
-            record.update(status="skipped", reason=f"no cascade folder (models section {why})")
-        elif timeout < 5:
-            record.update(status="skipped", reason=f"the run's budget of {budget:.0f} s is spent")
-        else:
-            record.update(_spawn(section, args, work, timeout))
-            record["budget_s"] = round(timeout)
-        report["sections"][section.name] = record
-        status = record["status"]
-        line = section.headline(record["figures"]) if status == "ok" else record.get("reason", "")
-        print(f"[gpu_check] {section.name}: {status} ({record.get('seconds', 0)} s) {line}", flush=True)
+    chosen = [section for section in SECTIONS if section.name in names]
+    records: dict[str, Any] = {}  # section name → its future
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for section in chosen:
+            models = records.get("models")
+            records[section.name] = pool.submit(_run_one, section, args, work, deadline, dry, budget, models)
+        for section in chosen:  # the report lists the sections in their order, whichever ended first
+            report["sections"][section.name] = records[section.name].result()
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_check.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -484,6 +473,33 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
     if not args.work and not args.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def _run_one(
+    section: Section, args: argparse.Namespace, work: Path, deadline: float, dry: bool, budget: float, models: Any
+) -> dict[str, Any]:
+    """Run one section in its own process, or say why it is skipped; ``models`` is the models
+    section's future (the cascade sections wait for it and need it to have succeeded)."""
+    record: dict[str, Any] = {"title": section.title}
+    missing = [package for package in section.needs if importlib.util.find_spec(package) is None]
+    models_record = models.result() if models is not None and section.needs_models else None
+    if missing:
+        record.update(status="skipped", reason=f"{missing[0]} not installed")
+    elif section.needs_models and not (models_record and models_record["status"] == "ok"):
+        why = "not run" if models_record is None else f"{models_record['status']}: {models_record.get('reason', '')}"
+        record.update(status="skipped", reason=f"no cascade folder (models section {why})")
+    else:
+        own = section.dry_budget_s if dry else section.budget_s
+        timeout = min(own, deadline - time.monotonic())
+        if timeout < 5:
+            record.update(status="skipped", reason=f"the run's budget of {budget:.0f} s is spent")
+        else:
+            record.update(_spawn(section, args, work, timeout))
+            record["budget_s"] = round(timeout)
+    status = record["status"]
+    line = section.headline(record["figures"]) if status == "ok" else record.get("reason", "")
+    print(f"[gpu_check] {section.name}: {status} ({record.get('seconds', 0)} s) {line}", flush=True)
+    return record
 
 
 def _spawn(section: Section, args: argparse.Namespace, work: Path, timeout: float) -> dict[str, Any]:
@@ -547,6 +563,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cascade-steps", type=int, default=None,
                         help="denoising steps of each cascade stage (default 5 on a GPU, 2 dry; the release: 50)")
     parser.add_argument("--ray-address", help="join this Ray cluster for the zero3 section (default: start one)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="sections run at once, with --dry-run only (a GPU's figures are measured one at a time)")
     parser.add_argument("--work", help="scratch folder (default: a temporary one, removed at the end)")
     parser.add_argument("--keep-work", action="store_true", help="keep the temporary scratch folder")
     parser.add_argument("--section", choices=list(BY_NAME), help=argparse.SUPPRESS)
@@ -565,6 +583,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.cascade_steps is not None and args.cascade_steps < 1:
         print(f"{prog}: error: --cascade-steps must be at least 1, got {args.cascade_steps}", file=sys.stderr)
+        return 2
+    if args.jobs < 1 or (args.jobs > 1 and not args.dry_run):
+        print(f"{prog}: error: --jobs must be 1, or more with --dry-run (got {args.jobs})", file=sys.stderr)
         return 2
     args.cascade_steps = args.cascade_steps or (2 if args.dry_run else 5)
     if Path(args.out).exists() and not Path(args.out).is_dir():
