@@ -78,6 +78,9 @@ def _file_table(
         "codec": pa.array(["h264"] * rows),
         "aesthetic_score": pa.array(aesthetic, mask=rng.random(rows) < 0.02),
         "clip_score": rng.normal(0.3, 0.03, rows).astype(np.float32),
+        "motion_score": rng.lognormal(np.log(0.004), 1.0, rows).astype(np.float32),
+        "motion_method": pa.array(["motion_vectors"] * rows),
+        "overlay_score": rng.beta(0.5, 4.0, rows).astype(np.float32),
     }
     return pa.table(columns).cast(CLIP_SCHEMA)
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from lavie.core import config as core_config
 
@@ -55,6 +55,29 @@ class FilterConfig(_Strict):
     min_height: int = Field(720, ge=0)
 
 
+class MotionConfig(_Strict):
+    """Motion score per clip (see :mod:`curation.steps.motion`): computed by default, filtered only
+    when ``min_motion`` or ``max_motion`` is set. NeMo Curator's static-clip threshold, 0.00098
+    (its ``global_mean_threshold``), is the suggested ``min_motion``."""
+
+    enabled: bool = True
+    method: Literal["auto", "optical_flow"] = Field(
+        "auto",
+        description="'auto': the codec's motion vectors, optical flow where it has none; 'optical_flow': "
+        "Farneback flow for every clip (slower; for codecs whose vectors should not be trusted)",
+    )
+    sample_fps: float = Field(2.0, gt=0, le=120, description="frames sampled per second of clip")
+    flow_width: int = Field(160, ge=16, description="width of the frames optical flow is computed on")
+    min_motion: float | None = Field(None, ge=0, le=1, description="reject clips whose motion score is lower")
+    max_motion: float | None = Field(None, gt=0, le=1, description="reject clips whose motion score is higher")
+
+    @model_validator(mode="after")
+    def _range_is_ordered(self) -> MotionConfig:
+        if self.min_motion is not None and self.max_motion is not None and self.min_motion >= self.max_motion:
+            raise ValueError(f"min_motion {self.min_motion} must be below max_motion {self.max_motion}")
+        return self
+
+
 class ScoringConfig(_Strict):
     """Aesthetic score (LAION improved predictor over CLIP ViT-L/14) and text-frame CLIP similarity.
 
@@ -94,11 +117,24 @@ class CaptionerConfig(_Strict):
     actors: int = Field(1, ge=1, description="captioning actors in the Ray actor pool")
 
 
+class OverlayConfig(_Strict):
+    """Optional overlaid-text and watermark filter: a local transformers image-classification
+    model folder, and the name of its label that means text or a watermark."""
+
+    model: str = Field(description="local path of a transformers AutoModelForImageClassification folder")
+    label: str = Field(description="the model's label for frames with overlaid text or a watermark")
+    threshold: float = Field(0.5, gt=0, le=1, description="reject clips whose overlay_score is at or above it")
+    batch_size: int = Field(16, ge=1)
+    actors: int = Field(1, ge=1, description="classifier actors in the Ray actor pool")
+
+
 class CurationConfig(_Strict):
     scenes: SceneDetectionConfig = SceneDetectionConfig()
     filters: FilterConfig = FilterConfig()
+    motion: MotionConfig = MotionConfig()
     scoring: ScoringConfig = ScoringConfig()
     captioner: CaptionerConfig | None = None
+    overlay: OverlayConfig | None = None
     videos_per_shard: int = Field(
         64,
         ge=1,

@@ -38,13 +38,21 @@ def active_steps(config: CurationConfig) -> list[Step]:
     return [step for step in STEPS if step.enabled(config)]
 
 
+def check_steps(config: CurationConfig) -> None:
+    """Run the ``check`` of every active step (on the driver, before any work)."""
+    for step in active_steps(config):
+        if step.check is not None:
+            step.load("check")(step.config_of(config))
+
+
 # --------------------------------------------------------------------------- per-row steps
-def run_map_step(row: Row, *, step: Step, config: Any, context: StepContext) -> Row:
+def run_map_step(row: Row, *, step: Step, config: Any, context: StepContext, part: str = "run") -> Row:
+    """Run a ``map`` step on ``row`` (or, with ``part="filter"``, a model step's filter)."""
     if is_rejected(row):
         return row
     started = time.perf_counter()
     try:
-        step.load()(row, config, context)
+        step.load(part)(row, config, context)
     except Reject as rejected:
         mark_rejected(row, step.name, rejected.reason, rejected.detail)
     except Exception as exc:  # noqa: BLE001 - one bad row must not stop a run over millions
@@ -196,6 +204,8 @@ def _operations(steps: list[Step], config: CurationConfig, context: StepContext)
             operations.append(lambda row, kw=kwargs: run_split_step(row, **kw))
         else:
             operations.append(step)
+            if step.filter is not None:
+                operations.append(lambda row, kw=kwargs: [run_map_step(row, **kw, part="filter")])
         if needing and index == needing[-1]:
             operations.append(lambda row: [{k: v for k, v in row.items() if k != FRAMES}])
     return operations

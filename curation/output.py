@@ -7,6 +7,7 @@ Layout (the manifest readers see only ``clips/``, ``rejects/``, ``run.json`` and
     _progress/listing/input-rejects.parquet  inputs rejected before any video is opened
     clips/part-SSSSS.parquet             a shard's kept clips      (written by the shard's worker)
     rejects/part-SSSSS.parquet           a shard's rejects         (written by the shard's worker)
+    embeddings/part-SSSSS.parquet        its kept clips' CLIP embeddings, when they were scored
     _progress/shard-SSSSS.json           the shard's counts: written last, it marks the shard done
 
 A worker writes its shard's parts and then its marker, each atomically
@@ -29,7 +30,7 @@ import pyarrow.parquet as pq
 from curation.rows import Row
 from curation.shards import ShardCounts, shard_tables
 from lavie.core.errors import UserError
-from lavie.core.manifest import CLIPS_DIR, REJECTS_DIR, RUN_FILE, SUCCESS_FILE
+from lavie.core.manifest import CLIPS_DIR, EMBEDDINGS_DIR, REJECTS_DIR, RUN_FILE, SUCCESS_FILE
 from lavie.core.storage import atomic_write, atomic_write_json, filesystem, join, read_json
 
 PROGRESS_DIR = "_progress"
@@ -120,9 +121,12 @@ class OutputDir:
 
     def write_shard(self, shard: int, rows: list[Row]) -> ShardCounts:
         """Write a shard's parts, then its marker (the shard is done once the marker exists)."""
-        clips, rejects, counts = shard_tables(rows)
+        clips, rejects, counts, embeddings = shard_tables(rows)
         name = f"part-{shard:05d}.parquet"
-        for folder, table in ((CLIPS_DIR, clips), (REJECTS_DIR, rejects)):
+        parts = [(CLIPS_DIR, clips), (REJECTS_DIR, rejects)]
+        if embeddings is not None:
+            parts.append((EMBEDDINGS_DIR, embeddings))
+        for folder, table in parts:
             atomic_write(self.uri(folder, name), parquet_bytes(table), self.options)
         atomic_write_json(self._marker(shard), counts.to_json(), self.options)
         return counts

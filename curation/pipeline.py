@@ -21,7 +21,7 @@ from importlib import metadata as importlib_metadata
 from typing import Any
 
 from curation.config import CurationConfig
-from curation.executor import ModelPools, active_steps
+from curation.executor import ModelPools, active_steps, check_steps
 from curation.output import OutputDir
 from curation.plan import InputSpec, Plan, plan_inputs
 from curation.shards import ShardCounts
@@ -52,6 +52,7 @@ class CurationRequest:
 def prepare(request: CurationRequest) -> Plan:
     """Plan the run into its output folder, or check the plan recorded there; bad input, a folder
     of something else and a run with other inputs or config are one-line UserErrors."""
+    check_steps(request.config)
     out = OutputDir(request.out, request.storage_options)
     recorded = out.recorded_plan()
     if recorded is None:
@@ -63,6 +64,14 @@ def prepare(request: CurationRequest) -> Plan:
     else:
         out.check_plan(recorded, fingerprint)
     return plan
+
+
+def step_context(request: CurationRequest) -> StepContext:
+    """What the run's steps share: storage, the frames the models see, and whether scene detection
+    samples motion vectors for the motion step."""
+    motion = request.config.motion
+    vector_fps = motion.sample_fps if motion.enabled and motion.method == "auto" else None
+    return StepContext(SealedOptions.seal(request.storage_options), request.config.scoring.frame_positions, vector_fps)
 
 
 def _versions() -> dict[str, str]:
@@ -139,7 +148,7 @@ def run_curation(
     (connect or (lambda: require_ray("curation")))()
     import ray
 
-    context = StepContext(SealedOptions.seal(request.storage_options), request.config.scoring.frame_positions)
+    context = step_context(request)
     job = ShardJob(request.out, request.config, context, plan.video_shards)
     needs_models = any(step.kind == "model" for step in active_steps(request.config))
     pools = ModelPools.start(request.config, context) if needs_models else None

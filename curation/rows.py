@@ -1,9 +1,9 @@
 """The row that flows through the curation pipeline.
 
 Every row has the clip manifest's columns plus three ``reject_*`` fields (null while the row is
-kept) and a few private fields (``_metadata``, ``_frames``, ``_seconds_*``) that the steps and the
-shard's counts use. A step never drops a row: the executor marks it
-rejected, and later steps pass rejected rows through untouched, so every input is accounted for.
+kept) and a few private fields (``_metadata``, ``_frames``, ``_motion``, ``_embedding``,
+``_seconds_*``) that the steps and the shard's writer use. A step never drops a row: the executor
+marks it rejected, and later steps pass rejected rows through untouched, so every input is accounted for.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ Row = dict[str, Any]
 
 METADATA = "_metadata"  # the video's metadata record, JSON text
 FRAMES = "_frames"  # sampled RGB frames for the model steps (bytes; see curation.steps.frames)
+EMBEDDING = "_embedding"  # the clip's CLIP image embedding, float16 bytes (curation.embeddings)
+MOTION = "_motion"  # a video's sampled motion-vector values, for its clips' motion step
 SECONDS_PREFIX = "_seconds_"
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)

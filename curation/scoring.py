@@ -8,6 +8,7 @@ how tests build tiny models through this same code path.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -67,6 +68,15 @@ def load_clip(clip_model: str, checkpoint: str | Path):
     return model, open_clip.get_tokenizer(name), int(image_size)
 
 
+@dataclass(frozen=True)
+class ClipScores:
+    """What :meth:`ClipScorer.score` gives for B clips."""
+
+    aesthetic: torch.Tensor  # (B,)
+    similarity: torch.Tensor  # (B,), NaN for a clip without caption
+    embedding: torch.Tensor  # (B, D), unit length: what near-duplicate search compares
+
+
 class ClipScorer:
     """Aesthetic score and text-frame similarity of clips, from a few RGB frames per clip."""
 
@@ -93,11 +103,12 @@ class ClipScorer:
         return (x - self._mean) / self._std
 
     @torch.inference_mode()
-    def score(self, frames: torch.Tensor, captions: list[str | None]) -> tuple[torch.Tensor, torch.Tensor]:
-        """frames (B, K, H, W, 3) uint8, one caption per clip → (aesthetic (B,), clip_score (B,)).
+    def score(self, frames: torch.Tensor, captions: list[str | None]) -> ClipScores:
+        """frames (B, K, H, W, 3) uint8, one caption per clip → the clips' :class:`ClipScores`.
 
-        Both are means over the K frames; clip_score is the cosine similarity of the caption's and
-        each frame's CLIP embeddings (NaN where a clip has no caption).
+        The aesthetic score and clip_score are means over the K frames; clip_score is the cosine
+        similarity of the caption's and each frame's CLIP embeddings (NaN where a clip has no
+        caption). The clip's embedding is the normalised mean of its frames' normalised embeddings.
         """
         b, k = frames.shape[:2]
         image = F.normalize(self.clip.encode_image(self._pixels(frames.flatten(0, 1))).float(), dim=-1)
@@ -107,4 +118,5 @@ class ClipScorer:
         similarity = (image.view(b, k, -1) * text[:, None, :]).sum(-1).mean(dim=1)
         has_caption = torch.tensor([c is not None for c in captions], device=self.device)
         similarity = torch.where(has_caption, similarity, torch.full_like(similarity, float("nan")))
-        return aesthetic.cpu(), similarity.cpu()
+        embedding = F.normalize(image.view(b, k, -1).mean(dim=1), dim=-1)
+        return ClipScores(aesthetic.cpu(), similarity.cpu(), embedding.cpu())

@@ -1,8 +1,8 @@
 """Shards: consecutive input videos run by one Ray task and written together, the unit of work
 and of resumption.
 
-:func:`shard_tables` turns a finished shard's rows into its clips and rejects tables and its
-counts (:class:`ShardCounts`: what the driver receives per shard, summed for ``run.json``).
+:func:`shard_tables` turns a finished shard's rows into its clips, rejects and embeddings tables
+and its counts (:class:`ShardCounts`: what the driver receives per shard, summed for ``run.json``).
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
-from curation.rows import SECONDS_PREFIX, Row
-from lavie.core.manifest import CLIP_SCHEMA, REJECT_SCHEMA
+from curation.rows import EMBEDDING, SECONDS_PREFIX, Row
+from lavie.core.manifest import CLIP_SCHEMA, REJECT_SCHEMA, embeddings_table
 
 
 @dataclass
@@ -69,8 +70,18 @@ def _sort_key(row: Row) -> tuple:
     return (row["source_uri"], row.get("start_frame") or -1)
 
 
-def shard_tables(rows: list[Row]) -> tuple[pa.Table, pa.Table, ShardCounts]:
-    """Split a finished shard's rows into the clips and rejects tables, in a stable order."""
+def _embeddings(rows: list[Row]) -> pa.Table | None:
+    """The kept clips' embeddings (from the scoring step), None when none was scored."""
+    scored = [row for row in rows if row.get("reject_stage") is None and row.get(EMBEDDING)]
+    if not scored:
+        return None
+    vectors = np.frombuffer(b"".join(row[EMBEDDING] for row in scored), dtype=np.float16).reshape(len(scored), -1)
+    return embeddings_table([row["clip_id"] for row in scored], vectors)
+
+
+def shard_tables(rows: list[Row]) -> tuple[pa.Table, pa.Table, ShardCounts, pa.Table | None]:
+    """Split a finished shard's rows into the clips and rejects tables, in a stable order, and the
+    kept clips' embeddings (None when the shard's clips were not scored)."""
     rows = sorted(rows, key=_sort_key)
     kept = [_clip_record(r) for r in rows if r.get("reject_stage") is None]
     rejected = [_reject_record(r) for r in rows if r.get("reject_stage") is not None]
@@ -95,4 +106,5 @@ def shard_tables(rows: list[Row]) -> tuple[pa.Table, pa.Table, ShardCounts]:
         pa.Table.from_pylist(kept, schema=CLIP_SCHEMA),
         pa.Table.from_pylist(rejected, schema=REJECT_SCHEMA),
         counts,
+        _embeddings(rows),
     )

@@ -13,12 +13,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.stats.bins import AESTHETIC_BINS, CAPTION_WORD_BINS, DURATION_BINS, HEIGHT_BINS, Bins
+from curation.stats.bins import (
+    AESTHETIC_BINS,
+    CAPTION_WORD_BINS,
+    DURATION_BINS,
+    HEIGHT_BINS,
+    MOTION_BINS,
+    OVERLAY_BINS,
+    Bins,
+)
 
 REQUIRED_COLUMNS = ("source_uri", "duration_sec", "caption_words", "height")
+#: The score columns with a histogram of their own, and what the report says where none has a value.
+SCORE_HISTOGRAMS: dict[str, tuple[Bins, str]] = {
+    "aesthetic_score": (AESTHETIC_BINS, "not scored"),
+    "motion_score": (MOTION_BINS, "motion not measured"),
+    "overlay_score": (OVERLAY_BINS, "no overlay score"),
+}
 # Optional: a manifest without them (or with them null on every clip) still gets a report.
-OPTIONAL_COLUMNS = ("category", "aesthetic_score")
-NUMERIC_COLUMNS = ("duration_sec", "caption_words", "height", "aesthetic_score")
+OPTIONAL_COLUMNS = ("category", *SCORE_HISTOGRAMS)
+NUMERIC_COLUMNS = ("duration_sec", "caption_words", "height", *SCORE_HISTOGRAMS)
 STRING_COLUMNS = ("source_uri", "category")
 
 Column = pa.Array | pa.ChunkedArray
@@ -113,15 +127,14 @@ class ClipStats:
     def __init__(self, columns: set[str] | frozenset[str]) -> None:
         self.optional = [c for c in OPTIONAL_COLUMNS if c in columns]
         self.has_category = "category" in self.optional
-        self.has_aesthetic = "aesthetic_score" in self.optional
         self.clips = 0
         self.duration_total = 0.0
         self.videos = DistinctCount()
         self.category = ValueCounts()
         self.duration = Histogram(DURATION_BINS)
         self.caption_words = Histogram(CAPTION_WORD_BINS)
-        self.aesthetic = Histogram(AESTHETIC_BINS)
         self.height = Histogram(HEIGHT_BINS)
+        self.scores = {column: Histogram(bins) for column, (bins, _) in SCORE_HISTOGRAMS.items()}
 
     def projection(self) -> list[str]:
         """The columns to read: nothing else of the manifest is ever decoded."""
@@ -136,8 +149,9 @@ class ClipStats:
         self.height.add(batch.column("height"))
         if self.has_category:
             self.category.add(batch.column("category"))
-        if self.has_aesthetic:
-            self.aesthetic.add(batch.column("aesthetic_score"))
+        for column, histogram in self.scores.items():
+            if column in self.optional:
+                histogram.add(batch.column(column))
 
     def merge(self, other: ClipStats) -> None:
         if self.optional != other.optional:
@@ -149,8 +163,8 @@ class ClipStats:
             (self.category, other.category),
             (self.duration, other.duration),
             (self.caption_words, other.caption_words),
-            (self.aesthetic, other.aesthetic),
             (self.height, other.height),
+            *((histogram, other.scores[column]) for column, histogram in self.scores.items()),
         ):
             mine.merge(theirs)
 
@@ -165,8 +179,11 @@ class ClipStats:
             "category": _panel(self.category, "category", "no categories", self.has_category),
             "duration_sec": _panel(self.duration, "duration_sec", "no durations"),
             "caption_words": _panel(self.caption_words, "caption_words", "no caption lengths"),
-            "aesthetic_score": _panel(self.aesthetic, "aesthetic_score", "not scored", self.has_aesthetic),
             "resolution": _panel(self.height, "height", "no heights"),
+            **{
+                column: _panel(self.scores[column], column, note, column in self.optional)
+                for column, (_, note) in SCORE_HISTOGRAMS.items()
+            },
         }
 
 

@@ -84,4 +84,21 @@ HEIGHT_BINS = Bins(
     labels=("< 360p", "360p", "480p", "720p", "1080p", "> 1080p"),
 )
 
-ALL_BINS = (DURATION_BINS, CAPTION_WORD_BINS, AESTHETIC_BINS, HEIGHT_BINS)
+# Motion score (curation.steps.motion: mean displacement / (width + height)). The first boundary is
+# NeMo Curator's static-clip threshold, 0.00098; the others double roughly, up to fast pans.
+MOTION_BINS = Bins(
+    name="motion_score",
+    unit="mean motion / (width + height)",
+    boundaries=(0.00098, 0.002, 0.005, 0.01, 0.02),
+    labels=("< 0.00098 (static)", "0.00098–0.002", "0.002–0.005", "0.005–0.01", "0.01–0.02", "≥ 0.02"),
+)
+
+# Overlay score: the classifier's probability of overlaid text or a watermark, in tenths and fifths.
+OVERLAY_BINS = Bins(
+    name="overlay_score",
+    unit="probability of overlaid text or watermark",
+    boundaries=(0.1, 0.3, 0.5, 0.7, 0.9),
+    labels=("< 0.1", "0.1–0.3", "0.3–0.5", "0.5–0.7", "0.7–0.9", "≥ 0.9"),
+)
+
+ALL_BINS = (DURATION_BINS, CAPTION_WORD_BINS, AESTHETIC_BINS, HEIGHT_BINS, MOTION_BINS, OVERLAY_BINS)

@@ -53,6 +53,8 @@ def render_report(stats: dict) -> str:
         _distribution_section(datasets, "caption_words", "Caption length (words)", "% of clips"),
         _distribution_section(datasets, "aesthetic_score", "Aesthetic score", "% of scored clips", samples),
         _distribution_section(datasets, "resolution", "Spatial resolution (height class)", "% of clips", samples),
+        _distribution_section(datasets, "motion_score", "Motion", "% of measured clips", samples),
+        _distribution_section(datasets, "overlay_score", "Overlaid text and watermarks", "% of scored clips", samples),
         _scores_section(datasets, samples),
         _funnel_section(datasets, samples),
     ]
@@ -178,7 +180,7 @@ def _distribution_section(
                 cells.append(f"{count:,} ({pct:.2f}%)")
             table_rows.append(cells)
         if any(d[key]["missing"] for _, d in available):
-            no_value = "not scored" if key == "aesthetic_score" else "no value"
+            no_value = "not scored" if key.endswith("_score") else "no value"
             table_rows.append([f"<em>{no_value}</em>"] + [f"{d[key]['missing']:,}" for _, d in available])
         table = _table(header, table_rows)
         parts.append(f'<p class="muted">{escape(unit_text)}</p><div class="panel">{chart}{table}</div>')
@@ -192,7 +194,7 @@ def _distribution_section(
 
 
 def _scores_section(datasets: list[dict], samples: list[dict] | None) -> str:
-    """The lowest and highest clips of each score column other than the aesthetic score."""
+    """The lowest and highest clips of each score column without a histogram of its own."""
     if samples is None:
         return ""
     parts = ['<section id="score-extremes"><h2>Other scores: lowest and highest clips</h2>']
@@ -201,7 +203,7 @@ def _scores_section(datasets: list[dict], samples: list[dict] | None) -> str:
             if not s["lowest"]:
                 parts.append(f'<p class="unavailable">{escape(d["label"])}: {escape(s["column"])} is null on every clip</p> ')
     if not any(s["lowest"] for drawn in samples for s in drawn["scores"]):
-        parts.append('<p class="unavailable">no clip has a score besides aesthetic_score</p>')
+        parts.append('<p class="unavailable">no clip has a score besides those with histograms above</p>')
     else:
         parts.append(_examples(datasets, samples, lambda drawn: [
             (f"{s['column']}, {end}", s[end]) for s in drawn["scores"] if s["lowest"] for end in ("lowest", "highest")

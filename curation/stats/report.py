@@ -115,9 +115,11 @@ def _headline(d: dict) -> str:
         category_text = _count(len(categories["labels"]), "category", "categories")
     else:
         category_text = categories["note"]
+    motion = d.get("motion_score") or {}
+    motion_text = f"; {motion['percent'][0]:.2f}% static" if motion.get("available") else ""
     return (
         f"{_count(totals['videos'], 'video')}, {_count(totals['clips'], 'clip')}, {totals['hours']:,} h; "
-        f"{aesthetic_text}; {resolution_text}; {category_text}"
+        f"{aesthetic_text}; {resolution_text}; {category_text}{motion_text}"
     )
 
 

@@ -25,25 +25,26 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.stats.bins import AESTHETIC_BINS, DURATION_BINS, HEIGHT_BINS, Bins
+from curation.stats.bins import AESTHETIC_BINS, DURATION_BINS, HEIGHT_BINS, MOTION_BINS, OVERLAY_BINS, Bins
 from curation.stats.html_report import MAX_CATEGORIES
 from lavie.core.errors import UserError
 
 DEFAULT_SAMPLES = 6
 DEFAULT_INDEX_CLIPS = 500
 DEFAULT_SEED = 0
-#: The score column with panels of its own (buckets); every other ``*_score`` column gets extremes.
-BUCKETED_SCORE = "aesthetic_score"
 SCORE_SUFFIX = "_score"
 #: What a sample shows of a kept clip, and of a reject (where the rejects table has them).
 CLIP_FIELDS = ("clip_id", "source_uri", "category", "caption", "start_frame", "end_frame", "fps", "width", "height",
                "duration_sec")  # fmt: skip
 REJECT_FIELDS = ("clip_id", "source_uri", "caption", "start_frame", "end_frame", "height", "stage", "reason", "detail")
 #: The panels whose bins or values group the kept clips: (panel key in stats.json, column, bins).
+#: A ``*_score`` column without a panel here gets its lowest and highest clips instead.
 GROUPINGS: tuple[tuple[str, str, Bins | None], ...] = (
     ("category", "category", None),
     ("duration_sec", "duration_sec", DURATION_BINS),
     ("aesthetic_score", "aesthetic_score", AESTHETIC_BINS),
+    ("motion_score", "motion_score", MOTION_BINS),
+    ("overlay_score", "overlay_score", OVERLAY_BINS),
     ("resolution", "height", HEIGHT_BINS),
 )
 _SEP = "\x1f"  # joins stage and reason into one group key
@@ -157,7 +158,8 @@ class SampleDraw:
         self.per_group, self.index_size, self.seed = per_group, index_size, seed
         self.columns = columns
         self.scores = list(score_names)
-        self.extremes = [name for name in self.scores if name != BUCKETED_SCORE]
+        bucketed = {column for _, column, _ in GROUPINGS}
+        self.extremes = [name for name in self.scores if name not in bucketed]
         self.groupings = [(panel, column, bins) for panel, column, bins in GROUPINGS if column in columns]
         self.reject_columns = reject_columns
         self.panels = {panel: Reservoir(per_group) for panel, _, _ in self.groupings}

@@ -13,7 +13,12 @@ Kinds and the code's signature (``config`` is the step's config section, ``conte
 * ``split``: ``fn(row, config, context) -> list[dict]`` turns a video row into its clips, each
   given as the columns that differ from the video's;
 * ``model``: ``cls(config, context)`` is built once per actor; ``instance(table) -> table`` takes
-  a pyarrow batch of kept rows and returns the columns it sets, one row per input row.
+  a pyarrow batch of kept rows and returns the columns it sets, one row per input row. A model
+  step that filters on what it computed declares a ``filter``, ``fn(row, config, context)`` like
+  a ``map`` step's, run on each row once the model's columns are in it.
+
+A step may declare a ``check``, ``fn(config)``, run on the driver before any work starts, so that a
+config the step cannot use (a model folder of the wrong kind) fails in one line up front.
 
 A step drops its row by raising :class:`Reject`; it never removes rows. The executor records the
 reject under the step's name, times every step, and passes rows rejected earlier straight through.
@@ -56,6 +61,9 @@ class StepContext:
 
     storage: SealedOptions = field(default_factory=lambda: SealedOptions({}))
     frame_positions: tuple[float, ...] = (0.1, 0.5, 0.9)
+    #: Samples a second of the codec's motion vectors that scene detection takes for the motion
+    #: step (None: it takes none).
+    motion_vector_fps: float | None = None
     _options: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     _source: VideoSource | None = field(default=None, repr=False, compare=False)
 
@@ -91,10 +99,13 @@ class Step:
     run: str  # "package.module:attribute"
     section: str | None = None  # the CurationConfig field handed to the step
     needs: tuple[str, ...] = ()
+    check: str | None = None  # "package.module:attribute", fn(config), run on the driver
+    filter: str | None = None  # "package.module:attribute", fn(row, config, context) after a model
 
-    def load(self) -> Any:
-        module, _, attribute = self.run.partition(":")
-        return getattr(importlib.import_module(module), attribute)
+    def load(self, attribute: str = "run") -> Any:
+        """The step's code (``run``), or its ``check`` or ``filter``."""
+        module, _, name = getattr(self, attribute).partition(":")
+        return getattr(importlib.import_module(module), name)
 
     def config_of(self, config: Any) -> Any:
         return getattr(config, self.section) if self.section else None

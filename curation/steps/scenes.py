@@ -26,8 +26,9 @@ from scenedetect.scene_manager import get_scenes_from_cuts
 
 from curation.config import SceneDetectionConfig
 from curation.metadata import VideoMetadata
-from curation.rows import METADATA, Row, count_words
+from curation.rows import METADATA, MOTION, Row, count_words
 from curation.steps.base import Reject, StepContext
+from curation.steps.motion import MotionVectorMeter, request_motion_vectors, sample_stride
 from lavie.core.errors import first_line
 from lavie.core.manifest import clip_id_for
 
@@ -42,10 +43,17 @@ class ScaledVideoStreamAv(VideoStreamAv):
     converts the small frame to the BGR that PySceneDetect's detectors take.
     """
 
-    def __init__(self, path_or_io, config: SceneDetectionConfig, name: str = "") -> None:
+    def __init__(
+        self, path_or_io, config: SceneDetectionConfig, name: str = "", motion_vector_fps: float | None = None
+    ) -> None:
         super().__init__(path_or_io, name=name, threading_mode=config.decoder_threads.upper(), suppress_output=True)
+        codec_context = self._video_stream.codec_context
         if config.skip_deblocking:
-            self._video_stream.codec_context.options = {"skip_loop_filter": "all"}
+            codec_context.options = {"skip_loop_filter": "all"}
+        #: Reads the motion vectors of the frames decoded here, for the motion step.
+        self.motion: MotionVectorMeter | None = None
+        if motion_vector_fps is not None and request_motion_vectors(codec_context):
+            self.motion = MotionVectorMeter(sample_stride(float(self.frame_rate), motion_vector_fps))
         self._interpolation = getattr(Interpolation, config.interpolation.upper())
         width, height = super().frame_size
         scale = min(1.0, config.analysis_width / width)
@@ -83,6 +91,8 @@ class ScaledVideoStreamAv(VideoStreamAv):
     def read(self, decode: bool = True) -> np.ndarray | bool:
         if not super().read(decode=False):
             return False
+        if self.motion is not None:
+            self.motion.observe(self._frame)
         if not decode:
             return True
         width, height = self._analysis_size
@@ -111,6 +121,7 @@ class DetectedScenes:
     times: list[float]
     end_time: float  # when the last frame stops being shown
     failures: int  # packets the decoder could not decode
+    motion: dict[str, Any] | None = None  # the motion vectors sampled for the motion step
 
     @property
     def decoded(self) -> int:
@@ -121,15 +132,18 @@ class DetectedScenes:
         return self.times[start], self.times[end] if end < len(self.times) else self.end_time
 
 
-def detect_scenes(source, config: SceneDetectionConfig, name: str = "") -> DetectedScenes:
+def detect_scenes(
+    source, config: SceneDetectionConfig, name: str = "", motion_vector_fps: float | None = None
+) -> DetectedScenes:
     """The scenes of one video (see :class:`DetectedScenes`).
 
     The detectors and the cut-to-scene logic are PySceneDetect's, fed frame numbers counted in
     decode order; the frame loop runs in the calling thread rather than in SceneManager's decode
     thread, since the pipeline already runs one such task per core and a second thread per task
-    only adds contention.
+    only adds contention. With ``motion_vector_fps``, the decoder also exports motion vectors and
+    :class:`~curation.steps.motion.MotionVectorMeter` samples them for the motion step.
     """
-    stream = ScaledVideoStreamAv(source, config, name=name)
+    stream = ScaledVideoStreamAv(source, config, name=name, motion_vector_fps=motion_vector_fps)
     try:
         return _detect(stream, config)
     finally:
@@ -153,14 +167,15 @@ def _detect(stream: ScaledVideoStreamAv, config: SceneDetectionConfig) -> Detect
     times = [t - origin for t in times]
     if duration is None:  # the last frame lasts as long as the one before it, or one average frame
         duration = times[-1] - times[-2] if len(times) > 1 else 1.0 / float(rate)
-    return DetectedScenes(scenes, times, times[-1] + duration, stream.failures)
+    motion = stream.motion.to_row() if stream.motion is not None else None
+    return DetectedScenes(scenes, times, times[-1] + duration, stream.failures, motion)
 
 
 def split_into_clips(row: Row, config: SceneDetectionConfig, context: StepContext) -> list[dict[str, Any]]:
     """The clips of a probed video row: the columns of each that differ from the video's."""
     uri = row["source_uri"]
     try:
-        detected = detect_scenes(context.source(uri).path(), config, name=uri)
+        detected = detect_scenes(context.source(uri).path(), config, uri, context.motion_vector_fps)
     except Exception as exc:  # noqa: BLE001 - PyAV and PySceneDetect raise many types for a bad file
         raise Reject("decode_error", first_line(exc)) from None
     decoded = detected.decoded
@@ -169,6 +184,8 @@ def split_into_clips(row: Row, config: SceneDetectionConfig, context: StepContex
         raise Reject("truncated", f"decoded {decoded} of {declared} declared frames")
     if not detected.scenes:
         raise Reject("no_frames", f"no scene in {decoded} decoded frames ({detected.failures} failed)")
+    if detected.motion is not None:
+        row[MOTION] = detected.motion
     metadata = VideoMetadata.from_record(json.loads(row[METADATA]))
     clips = []
     for start, end in detected.scenes:

@@ -31,6 +31,7 @@ COMMANDS = {
     "curate": "lavie.cli.curate",
     "stats": "lavie.cli.stats",
     "check": "lavie.cli.check",
+    "dedup": "lavie.cli.dedup",
     "train": "lavie.cli.train",
     "jobs": "lavie.cli.jobs",
     "eval": "lavie.cli.eval",

@@ -28,6 +28,11 @@ FLAG_TO_KEY = {
     "clip_model": "scoring.clip_model",
     "clip_checkpoint": "scoring.clip_checkpoint",
     "aesthetic_mlp": "scoring.aesthetic_mlp",
+    "min_motion": "motion.min_motion",
+    "max_motion": "motion.max_motion",
+    "overlay_model": "overlay.model",
+    "overlay_label": "overlay.label",
+    "overlay_threshold": "overlay.threshold",
     "videos_per_shard": "videos_per_shard",
     "source_dataset": "source_dataset",
 }
@@ -59,6 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-model", help="open_clip model name or model-config JSON path")
     p.add_argument("--clip-checkpoint", help="local open_clip weights")
     p.add_argument("--aesthetic-mlp", help="local aesthetic predictor state dict")
+    p.add_argument("--min-motion", type=float, help="reject clips whose motion score is lower (NeMo Curator uses 0.00098)")
+    p.add_argument("--max-motion", type=float, help="reject clips whose motion score is higher")
+    p.add_argument("--overlay-model", help="local transformers image-classification folder for overlaid text/watermarks")
+    p.add_argument("--overlay-label", help="the overlay model's label for text or a watermark")
+    p.add_argument("--overlay-threshold", type=float, help="reject clips whose overlay_score is at or above it (0.5)")
     p.add_argument("--videos-per-shard", type=int, help="videos per Ray task and per output part (the unit of resumption)")
     p.add_argument("--source-dataset", help="source_dataset value for videos whose metadata gives none")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

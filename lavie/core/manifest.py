@@ -3,8 +3,9 @@ manifest is opened and checked.
 
 A finished curation output folder holds::
 
-    clips/     Parquet dataset of kept single-scene clips          (CLIP_SCHEMA)
-    rejects/   Parquet dataset of every dropped input or clip      (REJECT_SCHEMA)
+    clips/       Parquet dataset of kept single-scene clips          (CLIP_SCHEMA)
+    rejects/     Parquet dataset of every dropped input or clip      (REJECT_SCHEMA)
+    embeddings/  the kept clips' CLIP image embeddings, when scored  (embedding_schema)
     run.json   config, versions, counts per stage, timings
     _SUCCESS   written last
 
@@ -27,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 
@@ -53,6 +55,9 @@ CLIP_SCHEMA = pa.schema(
         pa.field("codec", pa.string()),
         pa.field("aesthetic_score", pa.float32()),  # null when not scored
         pa.field("clip_score", pa.float32()),  # text-frame CLIP cosine similarity, null when not scored
+        pa.field("motion_score", pa.float32()),  # mean motion / (width + height), null when not measured
+        pa.field("motion_method", pa.string()),  # "motion_vectors" or "optical_flow"
+        pa.field("overlay_score", pa.float32()),  # probability of overlaid text or a watermark, null when not run
     ]
 )
 
@@ -68,6 +73,7 @@ REJECT_SCHEMA = pa.schema(
         pa.field("stage", pa.string(), nullable=False),
         pa.field("reason", pa.string(), nullable=False),
         pa.field("detail", pa.string()),
+        pa.field("duplicate_of", pa.string()),  # the clip kept in a near-duplicate's place (lavie dedup)
     ]
 )
 
@@ -88,6 +94,7 @@ IMAGE_COLUMNS = tuple(IMAGE_SCHEMA.names)
 
 CLIPS_DIR = "clips"
 REJECTS_DIR = "rejects"
+EMBEDDINGS_DIR = "embeddings"
 RUN_FILE = "run.json"
 SUCCESS_FILE = "_SUCCESS"
 
@@ -103,6 +110,30 @@ Kind = Literal["clips", "images"]
 KIND_NAMES: dict[Kind, str] = {"clips": "a video clip manifest", "images": "an image manifest"}
 #: The column that tells a clip manifest (a video and a frame range per row) from an image one.
 _KIND_COLUMN: dict[Kind, str] = {"clips": "source_uri", "images": "uri"}
+
+
+def embedding_schema(dim: int) -> pa.Schema:
+    """The embeddings dataset: one unit-length float16 vector per kept clip, keyed by ``clip_id``.
+    Its files mirror clips/ (``embeddings/part-S.parquet`` holds the clips of ``clips/part-S.parquet``)."""
+    return pa.schema([
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("embedding", pa.list_(pa.float16(), dim), nullable=False),
+    ])  # fmt: skip
+
+
+def embeddings_table(clip_ids: list[str], vectors: np.ndarray) -> pa.Table:
+    """An :func:`embedding_schema` table of ``vectors`` (``(n, dim)``, stored as float16)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float16)
+    values = pa.array(vectors.reshape(-1), pa.float16())
+    column = pa.FixedSizeListArray.from_arrays(values, vectors.shape[1])
+    return pa.Table.from_arrays([pa.array(clip_ids, pa.string()), column], schema=embedding_schema(vectors.shape[1]))
+
+
+def embedding_matrix(table: pa.Table) -> np.ndarray:
+    """The ``embedding`` column of an embeddings table as an ``(n, dim)`` float16 array."""
+    column = table.column("embedding").combine_chunks()
+    dim = column.type.list_size
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), dim)
 
 
 def clip_id_for(source_uri: str, start_frame: int) -> str:

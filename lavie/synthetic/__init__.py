@@ -1,6 +1,7 @@
 """Synthetic inputs for the demo, the tests and the benchmarks: no download is needed anywhere.
 
-* ``videos``: H.264 videos with known scene cuts, or frames that encode their own index;
+* ``videos``: H.264 videos with known scene cuts, frames that encode their own index, or a pan at
+  a known speed;
 * ``manifests``: images, clip and image rows, and manifests in the platform's schemas;
 * ``tiny_sd``: a tiny, randomly initialised Stable Diffusion folder in the diffusers layout;
 * ``tiny_upscaler``: the same for the x4 upscaler the VSR stage starts from.
@@ -27,6 +28,7 @@ from lavie.synthetic.videos import (
     index_level,
     level_index,
     scene_frames,
+    write_pan_video,
     write_pattern_video,
     write_scene_video,
 )
@@ -46,6 +48,7 @@ __all__ = [
     "write_image",
     "write_image_manifest",
     "write_image_set",
+    "write_pan_video",
     "write_pattern_video",
     "write_scene_video",
     "write_tiny_sd",

@@ -8,6 +8,8 @@
   H.264's error) with a red band on the left and right edges and a blue band on the top and bottom
   (a test can tell what a crop removed); ``pattern="texture"`` frames are a moving, smoothly
   textured scene that costs a decoder roughly what natural footage does.
+* Pan videos (:func:`write_pan_video`): a window moving across a still, random texture at a known
+  speed, in pixels per frame (0: a still image), for the motion step.
 """
 
 from __future__ import annotations
@@ -150,3 +152,28 @@ def write_pattern_video(
     make = index_frame if pattern == "index" else texture_frame
     frames = (make(k, height, width) for k in range(num_frames))
     return write_video(path, frames, fps, crf=12 if pattern == "index" else 23, preset=preset, gop=gop)
+
+
+# --------------------------------------------------------------------------- pan videos
+def pan_frames(num_frames: int, height: int, width: int, speed: float, seed: int = 0) -> Iterator[np.ndarray]:
+    """The frames of a horizontal pan at ``speed`` pixels per frame over a smooth random texture
+    (smooth, so that neither a codec nor optical flow finds a periodic match)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    span = width + int(np.ceil(speed * num_frames)) + 2
+    coarse = rng.integers(0, 256, (height // 8 + 2, span // 8 + 2, 3)).astype(np.float32)
+    texture = cv2.resize(coarse, (span, height), interpolation=cv2.INTER_CUBIC).clip(0, 255).astype(np.uint8)
+    for index in range(num_frames):
+        offset = speed * index
+        shift = np.float32([[1, 0, -(offset % 1.0)], [0, 1, 0]])  # the sub-pixel part of the offset
+        window = texture[:, int(offset) : int(offset) + width + 1]
+        yield cv2.warpAffine(window, shift, (width, height), flags=cv2.INTER_LINEAR)
+
+
+def write_pan_video(
+    path: str | Path, num_frames: int, height: int, width: int, speed: float, fps: int = 24, **encoding: Any
+) -> Path:
+    """Write a pan video (see :func:`pan_frames`); ``encoding`` goes to
+    :func:`lavie.core.video.write_video` (``codec``, ``pix_fmt``, ``preset``, ``gop``)."""
+    return write_video(path, pan_frames(num_frames, height, width, speed), fps, **encoding)

@@ -52,7 +52,8 @@ def test_scores_in_the_manifest_equal_the_models_applied_to_the_clip_frames(ray_
         x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True)
         left = (x.shape[-1] - FRAME_SIZE) // 2
         x = x[..., left : left + FRAME_SIZE].round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        aesthetic, similarity = scorer.score(x[None], [clip["caption"]])
+        scores = scorer.score(x[None], [clip["caption"]])
+        aesthetic, similarity = scores.aesthetic, scores.similarity
         # Decoder-side scaling and torch's resize differ by a few grey levels; the scores agree closely.
         assert clip["aesthetic_score"] == pytest.approx(aesthetic.item(), abs=2e-2)
         assert clip["clip_score"] == pytest.approx(similarity.item(), abs=2e-2)
@@ -95,6 +96,9 @@ def test_bad_weights_give_one_line_errors(tmp_path, weights):
 def test_scorer_marks_uncaptioned_clips_nan(weights):
     scorer = ClipScorer(weights["clip_model"], weights["clip_checkpoint"], weights["aesthetic_mlp"])
     frames = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (2, 3, 224, 224, 3), dtype=np.uint8))
-    aesthetic, similarity = scorer.score(frames, ["a caption here", None])
+    scores = scorer.score(frames, ["a caption here", None])
+    aesthetic, similarity = scores.aesthetic, scores.similarity
     assert torch.isfinite(aesthetic).all()
     assert torch.isfinite(similarity[0]) and torch.isnan(similarity[1])
+    assert scores.embedding.shape == (2, scorer.clip.text_projection.shape[-1])
+    assert torch.allclose(scores.embedding.norm(dim=-1), torch.ones(2), atol=1e-5)

@@ -34,21 +34,22 @@ from lavie.core.manifest import (
 # The figures alone: examples and their previews (Ray) are tested in test_stats_samples.py.
 NO_SAMPLES = ("--samples", "0")
 
-# (source, category, caption_words, duration_sec, height, aesthetic_score); two files.
+# (source, category, caption_words, duration_sec, height, aesthetic_score, motion_score,
+#  overlay_score); two files.
 VIMEO_FILES = [
     [
-        ("v1", "Travel", 10, 1.5, 1080, 6.5),
-        ("v1", "Travel", 3, 2.0, 1080, 6.0),  # 6 is in the 4–6 bucket
-        ("v2", "Sports", 2, 4.0, 720, 4.0),  # 4 is in the 4–6 bucket
-        ("v2", "Music", 12, 10.0, 1440, 3.99),
-        ("v3", None, 40, 109.5, 2160, None),
+        ("v1", "Travel", 10, 1.5, 1080, 6.5, 0.0005, 0.05),
+        ("v1", "Travel", 3, 2.0, 1080, 6.0, 0.00098, 0.1),  # 6 is in the 4–6 bucket; 0.00098, 0.1 in the bins above
+        ("v2", "Sports", 2, 4.0, 720, 4.0, 0.003, 0.5),  # 4 is in the 4–6 bucket
+        ("v2", "Music", 12, 10.0, 1440, 3.99, 0.03, 0.95),
+        ("v3", None, 40, 109.5, 2160, None, None, None),
     ],
     [
-        ("v3", "Travel", 9, 7.5, 719, 5.5),
-        ("v4", "Sports", 5, 30.0, 360, 7.25),
-        ("v4", "Travel", 25, 0.5, 359, 2.0),
-        ("v1", "Travel", 11, 15.0, 480, 8.0),  # v1 again, in another file
-        ("v5", "Music", None, None, None, 4.5),
+        ("v3", "Travel", 9, 7.5, 719, 5.5, 0.0001, 0.2),
+        ("v4", "Sports", 5, 30.0, 360, 7.25, 0.015, 0.72),
+        ("v4", "Travel", 25, 0.5, 359, 2.0, 0.007, 0.3),
+        ("v1", "Travel", 11, 15.0, 480, 8.0, 0.002, None),  # v1 again, in another file
+        ("v5", "Music", None, None, None, 4.5, 0.001, 0.05),
     ],
 ]
 # (source, clip_id is null, stage, reason, rows)
@@ -104,6 +105,20 @@ EXPECTED_VIMEO = {
         "counts": [1, 1, 2, 1, 2, 2],
         "percent": [11.11, 11.11, 22.22, 11.11, 22.22, 22.22],
         "missing": 1,
+    },
+    "motion_score": {
+        "available": True,
+        "labels": ["< 0.00098 (static)", "0.00098–0.002", "0.002–0.005", "0.005–0.01", "0.01–0.02", "≥ 0.02"],
+        "counts": [2, 2, 2, 1, 1, 1],
+        "percent": [22.22, 22.22, 22.22, 11.11, 11.11, 11.11],
+        "missing": 1,
+    },
+    "overlay_score": {
+        "available": True,
+        "labels": ["< 0.1", "0.1–0.3", "0.3–0.5", "0.5–0.7", "0.7–0.9", "≥ 0.9"],
+        "counts": [2, 2, 1, 1, 1, 1],
+        "percent": [25.0, 25.0, 12.5, 12.5, 12.5, 12.5],
+        "missing": 2,
     },
     "funnel": {
         "available": True,
@@ -179,11 +194,13 @@ EXPECTED_WEBVID = {
         "percent": [50.0, 25.0, 25.0, 0.0, 0.0, 0.0],
         "missing": 0,
     },
+    "motion_score": {"available": False, "note": "motion not measured", "why": "no 'motion_score' column"},
+    "overlay_score": {"available": False, "note": "no overlay score", "why": "no 'overlay_score' column"},
     "funnel": {"available": False, "note": "not available", "why": "no run.json and no rejects/"},
 }
 
 
-def _clip_row(source: str, start: int, category, words, duration, height, aesthetic) -> dict:
+def _clip_row(source: str, start: int, category, words, duration, height, aesthetic, motion, overlay) -> dict:
     return {
         "clip_id": clip_id_for(source, start),
         "source_uri": source,
@@ -198,6 +215,9 @@ def _clip_row(source: str, start: int, category, words, duration, height, aesthe
         "width": None if height is None else height * 16 // 9,
         "height": height,
         "aesthetic_score": aesthetic,
+        "motion_score": motion,
+        "motion_method": None if motion is None else "motion_vectors",
+        "overlay_score": overlay,
     }
 
 
@@ -270,7 +290,7 @@ def test_terminal_summary(report):
     assert lines[0].startswith("lavie stats: wrote ") and lines[0].endswith("stats.json")
     assert lines[1] == (
         "  vimeo25m: 5 videos, 10 clips, 0.05 h; aesthetic < 4 22.22% / 4–6 44.44% / > 6 33.33%; "
-        "mostly 480p (22.22%); 3 categories"
+        "mostly 480p (22.22%); 3 categories; 22.22% static"
     )
     assert lines[2] == (
         "  webvid10m: 3 videos, 4 clips, 0.0111 h; aesthetic: not scored; mostly < 360p (50.00%); no categories"
@@ -280,7 +300,7 @@ def test_terminal_summary(report):
 def test_page_is_self_contained_and_names_missing_panels(report):
     *_, out, _ = report
     page = (out / "report.html").read_text()
-    assert page.count('<svg class="chart"') == 7  # 5 distributions + inputs and clips funnels
+    assert page.count('<svg class="chart"') == 9  # 7 distributions + inputs and clips funnels
     for needle in ("src=", "<link", "<script", "@import", "url("):
         assert needle not in page
     assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
@@ -330,7 +350,7 @@ def test_dictionary_and_large_string_columns_give_the_same_figures(tmp_path):
 
 
 def test_all_null_optional_columns_say_so(tmp_path):
-    rows = [_clip_row("a", 0, None, 5, 3.0, 720, None), _clip_row("b", 0, None, 7, 4.0, 1080, None)]
+    rows = [_clip_row("a", 0, None, 5, 3.0, 720, None, None, None), _clip_row("b", 0, None, 7, 4.0, 1080, None, None, None)]
     (tmp_path / "d").mkdir()
     pq.write_table(pa.Table.from_pylist(rows, schema=CLIP_SCHEMA), tmp_path / "d" / "x.parquet")
     manifest = open_manifest(str(tmp_path / "d"))
@@ -348,7 +368,7 @@ def test_all_null_optional_columns_say_so(tmp_path):
 
 
 def test_files_may_lack_optional_columns_and_a_corrupt_file_is_named(tmp_path, capsys):
-    rows = [_clip_row("a", 0, "Travel", 5, 3.0, 720, 5.0), _clip_row("b", 0, "Music", 7, 4.0, 1080, 6.5)]
+    rows = [_clip_row("a", 0, "Travel", 5, 3.0, 720, 5.0, None, None), _clip_row("b", 0, "Music", 7, 4.0, 1080, 6.5, None, None)]
     (tmp_path / "d").mkdir()
     pq.write_table(pa.Table.from_pylist(rows[:1], schema=CLIP_SCHEMA), tmp_path / "d" / "a.parquet")
     second = pa.Table.from_pylist(rows[1:], schema=CLIP_SCHEMA).drop_columns(["aesthetic_score", "category"])
@@ -513,6 +533,8 @@ def test_report_loads_in_headless_chromium_with_every_plot_drawn(report, tmp_pat
         "chart-caption-words",
         "chart-aesthetic-score",
         "chart-resolution",
+        "chart-motion-score",
+        "chart-overlay-score",
         "chart-inputs-remaining",
         "chart-clips-remaining",
     ]

@@ -12,13 +12,13 @@ import pytest
 from curation.config import CurationConfig, FilterConfig, SceneDetectionConfig
 from curation.executor import ModelPools, ModelStepActor, active_steps, provide_frames, run_map_step, run_split_step
 from curation.metadata import SceneCaption, VideoMetadata
-from curation.rows import FRAMES, METADATA, SECONDS_PREFIX, mark_rejected, new_row
+from curation.rows import EMBEDDING, FRAMES, METADATA, SECONDS_PREFIX, mark_rejected, new_row
 from curation.shards import shard_tables
 from curation.steps import CLIP_STAGES, INPUT_STAGES, STAGES, STEPS, TITLES, Reject, Step, StepContext
 from curation.steps.filters import filter_caption, filter_min_frames, filter_min_height
 from curation.steps.frames import FRAME_SIZE, frames_from_bytes
 from curation.steps.probe import probe_video
-from lavie.core.manifest import clip_id_for
+from lavie.core.manifest import clip_id_for, embedding_matrix
 from lavie.synthetic import write_scene_video
 
 STEP = {step.name: step for step in STEPS}
@@ -37,17 +37,19 @@ def _video_row(uri: str, metadata: VideoMetadata | None = None) -> dict:
 # --------------------------------------------------------------------------- declarations
 def test_the_declared_steps_give_the_stages_and_the_funnel_titles():
     assert STAGES == (
-        "input", "probe", "scene_detect", "min_frames", "captioner", "caption", "resolution", "training_decode", "scoring",
+        "input", "probe", "scene_detect", "min_frames", "motion", "captioner", "caption", "resolution", "training_decode",
+        "overlay", "scoring",
     )  # fmt: skip
     assert INPUT_STAGES == ("input", "probe", "scene_detect") and CLIP_STAGES == STAGES[3:]
     assert len(set(TITLES.values())) == len(TITLES)  # no two funnel rows look alike
     assert [s.name for s in active_steps(CurationConfig())] == [
-        "probe", "scene_detect", "min_frames", "caption", "resolution", "training_decode",
+        "probe", "scene_detect", "min_frames", "motion", "caption", "resolution", "training_decode",
     ]  # fmt: skip
     scoring = CurationConfig.model_validate({"scoring": {"clip_checkpoint": "c", "aesthetic_mlp": "m"}})
     assert "scoring" in [s.name for s in active_steps(scoring)]
     for step in STEPS:
         assert callable(step.load())
+        assert all(callable(step.load(part)) for part in ("check", "filter") if getattr(step, part))
 
 
 # --------------------------------------------------------------------------- filters
@@ -210,7 +212,12 @@ def test_a_shards_rows_become_its_clips_and_rejects_tables_and_counts():
     a_clips = [new_row(source_uri="a", clip_id=f"a{i}", start_frame=i, num_frames=16) for i in range(2)]
     b_clip = mark_rejected(new_row(source_uri="b", clip_id="b0", start_frame=0, num_frames=8), "min_frames", "too_short")
     c_reject = mark_rejected(new_row(source_uri="c"), "probe", "unreadable")
-    clips, rejects, counts = shard_tables([c_reject, a_clips[1], b_clip, a_clips[0]])
+    a_clips[0][EMBEDDING] = np.array([0.6, 0.8], np.float16).tobytes()  # scored; a1 was not
+    b_clip[EMBEDDING] = np.array([1.0, 0.0], np.float16).tobytes()  # rejected: no embedding written
+    clips, rejects, counts, embeddings = shard_tables([c_reject, a_clips[1], b_clip, a_clips[0]])
+    assert embeddings.column("clip_id").to_pylist() == ["a0"]
+    assert embedding_matrix(embeddings).tolist() == [[np.float16(0.6), np.float16(0.8)]]
+    assert shard_tables([a_clips[1]])[3] is None
     assert clips.column("clip_id").to_pylist() == ["a0", "a1"]
     assert rejects.column("stage").to_pylist() == ["min_frames", "probe"]
     assert (counts.inputs, counts.inputs_rejected, counts.clips_detected, counts.clips_kept) == (3, 1, 3, 2)
