@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import queue as queue_module
 import sys
 import threading
@@ -40,7 +41,7 @@ from typing import Any
 from lavie.core.errors import UserError, message_line, require_ray
 from lavie.core.storage import SealedOptions, arrow_filesystem, filesystem, is_local, join, local_path
 from training.callbacks import TrainerCallback
-from training.checkpointing import TRAINER_STATE
+from training.checkpointing import CHECKPOINT_PREFIX, TRAINER_STATE
 from training.config import TrainConfig, seal
 from training.metrics import format_progress
 from training.specs import spec_class
@@ -58,6 +59,9 @@ class RunState:
     checkpoint: str | None = None  # URI of the latest registered checkpoint
     step: int = 0
     trainer_state: dict[str, Any] | None = None
+    #: Ray's snapshot could not be read (the run was stopped while Ray rewrote it, which leaves it
+    #: empty); ``checkpoint`` is then the newest complete checkpoint folder found in storage.
+    damaged_snapshot: str | None = None
 
 
 @dataclass
@@ -72,7 +76,11 @@ class TrainResult:
 
 # --------------------------------------------------------------------------- pre-flight
 def run_state(config: TrainConfig) -> RunState:
-    """Inspect the run folder in storage via Ray's checkpoint-manager snapshot."""
+    """Inspect the run folder in storage via Ray's checkpoint-manager snapshot.
+
+    Ray rewrites the snapshot in place after every checkpoint; a run stopped at that moment (`lavie
+    jobs stop`, a killed head) leaves it empty, and Ray then refuses to restore the run. Such a
+    run resumes from the newest checkpoint folder that every rank finished writing."""
     run_uri = config.run_uri()
     try:
         fs, path = filesystem(run_uri, config.run.storage_options)
@@ -80,8 +88,11 @@ def run_state(config: TrainConfig) -> RunState:
         if not fs.exists(snapshot):
             return RunState(exists=fs.exists(path) and bool(fs.ls(path)))
         with fs.open(snapshot, "r") as f:
-            data = json.load(f)
-        latest = (data.get("latest_checkpoint_result") or {}).get("checkpoint_dir_name")
+            text = f.read()
+        try:
+            latest = (json.loads(text).get("latest_checkpoint_result") or {}).get("checkpoint_dir_name")
+        except ValueError:
+            return _state_from_folders(fs, path, run_uri, config.scaling.num_workers, snapshot)
         if not latest:
             return RunState(exists=True)
         with fs.open(f"{path}/{latest}/{TRAINER_STATE}", "r") as f:
@@ -89,6 +100,24 @@ def run_state(config: TrainConfig) -> RunState:
     except (OSError, ValueError) as exc:
         raise UserError(f"run.storage_path: cannot read {run_uri} ({message_line(exc)})") from None
     return RunState(exists=True, checkpoint=f"{run_uri}/{latest}", step=int(state["step"]), trainer_state=state)
+
+
+def _state_from_folders(fs: Any, path: str, run_uri: str, world_size: int, snapshot: str) -> RunState:
+    """The newest checkpoint folder holding the trainer state and every rank's data state (the
+    files each rank writes last)."""
+    names = sorted(
+        (posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False)),
+        key=lambda name: name if name.startswith(CHECKPOINT_PREFIX) else "",
+        reverse=True,
+    )
+    for name in (n for n in names if n.startswith(CHECKPOINT_PREFIX)):
+        folder = f"{path}/{name}"
+        ranks = [f"{folder}/data/rank_{rank:05d}.json" for rank in range(world_size)]
+        if fs.exists(f"{folder}/{TRAINER_STATE}") and all(fs.exists(rank) for rank in ranks):
+            with fs.open(f"{folder}/{TRAINER_STATE}", "r") as f:
+                state = json.load(f)
+            return RunState(True, f"{run_uri}/{name}", int(state["step"]), state, damaged_snapshot=snapshot)
+    return RunState(exists=True, damaged_snapshot=snapshot)
 
 
 def preflight(config: TrainConfig, *, resume: bool) -> RunState:
@@ -211,6 +240,15 @@ def train(
         return TrainResult(config.run_uri(), state.step, state.checkpoint, {}, export, config.export_uri() if export else None)
 
     connect()
+    resume_from = None
+    if resume and state.damaged_snapshot is not None:
+        # Ray would refuse the empty snapshot: set it aside and hand the workers the checkpoint.
+        fs, _ = filesystem(config.run_uri(), config.run.storage_options)
+        fs.mv(state.damaged_snapshot, f"{state.damaged_snapshot}.damaged-{int(time.time())}")
+        resume_from = state.checkpoint
+        if not quiet:
+            print(f"[train] {SNAPSHOT_FILE} was empty (the run was stopped while Ray rewrote it); resuming from "
+                  f"{state.checkpoint}", file=stream, flush=True)  # fmt: skip
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.util.queue import Queue
@@ -243,7 +281,7 @@ def train(
 
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={**seal(config), "callbacks": list(callbacks)},
+        train_loop_config={**seal(config), "callbacks": list(callbacks), "resume_from": resume_from},
         torch_config=TorchConfig(backend="nccl" if config.scaling.use_gpu else "gloo"),
         scaling_config=scaling,
         run_config=run_config,

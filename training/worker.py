@@ -19,7 +19,8 @@ def _quiet_ray_train_logs() -> None:
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
-    """``loop_config``: the sealed config (:func:`training.config.seal`) and ``callbacks``."""
+    """``loop_config``: the sealed config (:func:`training.config.seal`), ``callbacks`` and
+    ``resume_from`` (a checkpoint URI, for a run Ray cannot restore itself; else None)."""
     import ray.train
 
     from training.config import unseal
@@ -45,6 +46,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         callbacks=loop_config.get("callbacks") or (),
     )
     checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None and loop_config.get("resume_from"):
+        # A run whose Ray snapshot was damaged: the launcher found its checkpoint in storage.
+        from lavie.core.storage import arrow_filesystem
+
+        fs, path = arrow_filesystem(loop_config["resume_from"], config.run.storage_options)
+        checkpoint = ray.train.Checkpoint(path=path, filesystem=fs)
     if checkpoint is None:
         trainer.setup()
     else:

@@ -288,10 +288,13 @@ def run_dedup(
     watch = _Stopwatch()
     config = request.config
     job = _Job(request.out, config, SealedOptions.seal(options))
+    # The tasks that compute distances take a GPU each when the cluster has GPUs.
     gpu = {"num_gpus": 1} if ray.cluster_resources().get("GPU", 0) > 0 else {}
-    remote = {name: ray.remote(fn).options(num_cpus=1, num_returns=returns, **gpu) for name, fn, returns in (
-        ("count", _count_task, 1), ("draw", _draw_task, 2), ("minibatch", _minibatch_task, 1),
-        ("assign", _assign_task, 1), ("groups", _groups_task, 1), ("write", _write_task, 1), ("copy", _copy_task, 1),
+    remote = {name: ray.remote(fn).options(num_cpus=1, num_returns=returns, **(gpu if on_gpu else {}))
+              for name, fn, returns, on_gpu in (
+        ("count", _count_task, 1, False), ("draw", _draw_task, 2, False), ("minibatch", _minibatch_task, 1, True),
+        ("assign", _assign_task, 1, True), ("groups", _groups_task, 1, True), ("write", _write_task, 1, False),
+        ("copy", _copy_task, 1, False),
     )}  # fmt: skip
 
     say("counting embeddings")

@@ -197,3 +197,20 @@ def test_an_output_folder_that_is_not_empty_is_refused(manifest, tmp_path):
     (tmp_path / "o" / "x").touch()
     with pytest.raises(UserError, match="not empty; give a new --out folder"):
         run_dedup(DedupRequest(str(manifest), str(tmp_path / "o")))
+
+
+def test_dedup_from_and_to_object_storage(ray_cluster, s3_server, tmp_path):
+    planted = planted_embeddings(600, dim=16, centers=3, duplicate_fraction=0.1, seed=5)
+    local = write_embedded_manifest(tmp_path / "manifest", planted, parts=2)
+    fs = s3_server.bucket("dedup")
+    fs.put(str(local), "dedup/manifest", recursive=True)
+    options = s3_server.options()
+    record = run_dedup(DedupRequest("s3://dedup/manifest", "s3://dedup/out", config=DedupConfig(cluster_size=200),
+                                    storage_options=options))  # fmt: skip
+    fs.invalidate_cache()
+    assert fs.exists("dedup/out/_SUCCESS") and not fs.exists("dedup/out/_dedup")
+    opened = open_manifest("s3://dedup/out", options)
+    assert opened.table.count_rows() == 600 - record["dedup"]["duplicates"] and record["dedup"]["duplicates"] > 0
+    dropped = opened.rejects.to_table(filter=pc.field("stage") == "dedup")
+    score = planted.score(dropped.column("clip_id").to_pylist(), dropped.column("duplicate_of").to_pylist())
+    assert score["precision"] == 1.0 and score["recall"] >= 0.95, score

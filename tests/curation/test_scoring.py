@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -13,6 +14,7 @@ from curation.pipeline import CurationRequest, run_curation
 from curation.scoring import AestheticPredictor, ClipScorer, load_aesthetic_predictor, load_clip
 from curation.steps.frames import FRAME_SIZE, frame_indices
 from lavie.core.errors import UserError
+from lavie.core.manifest import EMBEDDINGS_DIR, embedding_matrix, embeddings_table
 from lavie.synthetic.tiny_clip import write_tiny_clip
 
 
@@ -26,21 +28,32 @@ def weights(tmp_path_factory):
     return {**clip, "aesthetic_mlp": str(root / "aesthetic.pth"), "root": root}
 
 
-@pytest.mark.slow
-def test_scores_in_the_manifest_equal_the_models_applied_to_the_clip_frames(ray_cluster, corpus, weights, tmp_path):
-    import decord
-
+@pytest.fixture(scope="module")
+def scored(ray_cluster, corpus, weights, tmp_path_factory):
+    """A curation output of 4 clips, scored by the tiny CLIP: (its folder, its run record)."""
     scoring = {k: weights[k] for k in ("clip_model", "clip_checkpoint", "aesthetic_mlp")}
+    out = tmp_path_factory.mktemp("scored") / "out"
     request = CurationRequest(
         inputs=(str(corpus.folder / "city.mp4"), str(corpus.folder / "sub")),
-        out=str(tmp_path / "out"),
+        out=str(out),
         metadata=str(corpus.metadata),
         config=build_config({"scoring": {**scoring, "batch_size": 2}}),
     )
-    record = run_curation(request)
+    return out, run_curation(request)
+
+
+@pytest.mark.slow
+def test_scores_in_the_manifest_equal_the_models_applied_to_the_clip_frames(scored, weights):
+    import decord
+
+    out, record = scored
+    scoring = {k: weights[k] for k in ("clip_model", "clip_checkpoint", "aesthetic_mlp")}
     assert record["scoring"] == {"aesthetic": True, "clip_score": True, "skipped_reason": None}
-    clips = pads.dataset(tmp_path / "out" / "clips").to_table().to_pylist()
+    clips = pads.dataset(out / "clips").to_table().to_pylist()
     assert len(clips) == 4
+    embedded = pads.dataset(out / EMBEDDINGS_DIR).to_table()
+    embeddings = dict(zip(embedded.column("clip_id").to_pylist(), embedding_matrix(embedded)))
+    assert sorted(embeddings) == sorted(c["clip_id"] for c in clips)
     scorer = ClipScorer(**scoring)
     for clip in clips:
         # Independent decode of the 10/50/90 % frames, shortest side 224, centre crop.
@@ -58,7 +71,34 @@ def test_scores_in_the_manifest_equal_the_models_applied_to_the_clip_frames(ray_
         assert clip["aesthetic_score"] == pytest.approx(aesthetic.item(), abs=2e-2)
         assert clip["clip_score"] == pytest.approx(similarity.item(), abs=2e-2)
         assert -1.0 <= clip["clip_score"] <= 1.0
+        # The embedding beside clips/ is the clip's: unit length, as the scorer gives it.
+        vector = torch.from_numpy(embeddings[clip["clip_id"]].astype(np.float32))
+        assert float(vector.norm()) == pytest.approx(1.0, abs=2e-3)
+        assert float(vector @ scores.embedding[0]) > 0.99
     assert len({round(c["aesthetic_score"], 6) for c in clips}) > 1  # scores depend on the content
+
+
+@pytest.mark.slow
+def test_lavie_dedup_of_a_scored_output_is_a_manifest_that_check_and_training_read(scored, tmp_path):
+    """The curated clips' embeddings drive `lavie dedup` (a clip and its exact copy, planted in
+    the embeddings, become one); `lavie check` decodes what stays, and training indexes it."""
+    from curation.dedup.run import DedupRequest, run_dedup
+    from lavie.cli import main
+    from training.data.manifests import index_manifest
+
+    out, _ = scored
+    embeddings = tmp_path / "embeddings"
+    for part in (out / EMBEDDINGS_DIR).iterdir():
+        table = pq.read_table(part)
+        vectors = embedding_matrix(table).copy()
+        if len(vectors) >= 2:
+            vectors[1] = vectors[0]  # the second clip now looks exactly like the first
+        embeddings.mkdir(exist_ok=True)
+        pq.write_table(embeddings_table(table.column("clip_id").to_pylist(), vectors), embeddings / part.name)
+    record = run_dedup(DedupRequest(str(out), str(tmp_path / "dedup"), str(embeddings)))
+    assert record["dedup"]["duplicates"] >= 1 and record["counts"]["clips_kept"] == 4 - record["dedup"]["duplicates"]
+    assert main(["check", str(tmp_path / "dedup"), "--out", str(tmp_path / "check"), "--quiet"]) == 0
+    assert index_manifest("deduplicated", str(tmp_path / "dedup"), "video").num_rows == record["counts"]["clips_kept"]
 
 
 def test_predictor_layout_matches_the_released_state_dict_keys():

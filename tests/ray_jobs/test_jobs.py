@@ -22,6 +22,8 @@ import pytest
 import yaml
 
 from lavie.synthetic import clip_row, write_clip_manifest, write_pattern_video, write_scene_video, write_tiny_sd
+from training.config import load_train_config
+from training.launcher import run_state
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -187,7 +189,8 @@ def _latest_checkpoint_step(run: Path, settle: float = 0.0) -> int:
     """The step of Ray Train's latest checkpoint, from its snapshot file; 0 while there is none.
 
     Ray rewrites the snapshot in place, so a read can catch it half written: with ``settle``
-    (seconds) an unreadable snapshot is read again until it parses, instead of counting as 0."""
+    (seconds) an unreadable snapshot is read again until it parses, instead of counting as 0.
+    (A run stopped mid-rewrite keeps an empty one: after a stop, ask :func:`run_state`.)"""
     snapshot = run / "checkpoint_manager_snapshot.json"
     deadline = time.monotonic() + settle
     while True:
@@ -225,7 +228,10 @@ def test_a_training_job_stopped_mid_run_resumes_with_one_worker_per_node(cluster
     stopped = _jobs(cluster, "stop", "--wait", "train-first")
     assert stopped.stdout.strip() == "train-first\tSTOPPED", stopped.stdout + stopped.stderr
     assert _jobs(cluster, "status", "train-first").stdout.startswith("train-first\tSTOPPED")
-    at = _latest_checkpoint_step(train_spec["run"], settle=30)
+    # A stop can land while Ray rewrites its snapshot, which leaves it empty for good: make it so
+    # every time. `--resume` then starts from the newest checkpoint folder every rank finished.
+    (train_spec["run"] / "checkpoint_manager_snapshot.json").write_text("")
+    at = run_state(load_train_config(train_spec["config"])).step
     assert 4 <= at < FIRST_RUN_STEPS
     end = at + 4
 
@@ -233,6 +239,7 @@ def test_a_training_job_stopped_mid_run_resumes_with_one_worker_per_node(cluster
                     "--set", f"run.max_steps={end}", timeout=600)  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"resuming at step {at}" in resumed.stdout and f"step {end}/{end}" in resumed.stdout
+    assert f"checkpoint_manager_snapshot.json was empty (the run was stopped while Ray rewrote it); resuming from {train_spec['run']}/checkpoint_{at:08d}" in resumed.stdout
     assert _latest_checkpoint_step(train_spec["run"], settle=30) == end
     export = train_spec["run"] / "export"
     assert json.loads((export / "export_info.json").read_text())["step"] == end

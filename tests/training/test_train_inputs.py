@@ -169,6 +169,31 @@ def test_resume_refuses_a_changed_config(make_config, tmp_path, capsys, no_ray):
     assert "already exists" in _error(capsys)
 
 
+def test_a_run_stopped_while_ray_rewrote_its_snapshot_resumes_from_the_newest_complete_checkpoint(make_config, tmp_path):
+    """`lavie jobs stop` can land while Ray rewrites checkpoint_manager_snapshot.json, which leaves
+    it empty for good (Ray then refuses to restore the run): the run's state comes from the
+    checkpoint folders instead, the newest one that every rank finished."""
+    from training.launcher import run_state
+
+    config = TrainConfig.model_validate(make_config(storage=tmp_path / "runs"))
+    run = tmp_path / "runs" / "run"
+    world = config.scaling.num_workers
+    for step, ranks in ((4, world), (8, world), (12, world - 1)):  # step 12: a rank had not finished
+        folder = run / f"checkpoint_{step:08d}"
+        (folder / "data").mkdir(parents=True)
+        (folder / "trainer_state.json").write_text(json.dumps({"step": step, "config_digest": config.digest()}))
+        for rank in range(ranks):
+            (folder / "data" / f"rank_{rank:05d}.json").write_text("{}")
+    (run / "checkpoint_manager_snapshot.json").write_text("")
+    state = run_state(config)
+    assert (state.step, state.checkpoint) == (8, f"{run}/checkpoint_00000008")
+    assert state.damaged_snapshot == f"{run}/checkpoint_manager_snapshot.json"
+    (run / "checkpoint_manager_snapshot.json").write_text(
+        json.dumps({"latest_checkpoint_result": {"checkpoint_dir_name": "checkpoint_00000004"}})
+    )
+    assert (run_state(config).step, run_state(config).damaged_snapshot) == (4, None)  # a readable one decides
+
+
 def test_export_only_needs_a_checkpoint(make_config, tmp_path, capsys, no_ray):
     config = make_config(storage=tmp_path / "runs")
     assert _run(tmp_path, config, "--export-only")[0] == 2
