@@ -56,11 +56,15 @@ SMALL_UNET = {
 def _init_dist() -> None:
     import deepspeed
 
+    from training.engine import skip_cpu_shared_memory_op
+
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
     os.environ.setdefault("RANK", "0")
     os.environ.setdefault("LOCAL_RANK", "0")
     os.environ.setdefault("WORLD_SIZE", "1")
+    if not torch.cuda.is_available():
+        skip_cpu_shared_memory_op()
     deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
 
 

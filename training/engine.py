@@ -123,6 +123,18 @@ class LRLambda:
         return self.min_ratio + (1.0 - self.min_ratio) * shape
 
 
+def skip_cpu_shared_memory_op() -> None:
+    """Keep DeepSpeed on the CPU from building its shared-memory all-reduce op.
+
+    On the CPU, gloo runs the training collectives; the op only serves DeepSpeed's inference
+    all-reduce, yet DeepSpeed JIT-compiles it when its communication backend starts: ~45 s of g++
+    on every new machine or virtual environment. DeepSpeed keeps its table of usable ops in one
+    dict so that edits to it hold. Call before ``deepspeed.init_distributed`` or ``initialize``."""
+    import deepspeed
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 def initialize(config: TrainConfig, unet: torch.nn.Module, *, on_gpu: bool) -> Any:
     """``deepspeed.initialize`` over the trainable parameters; returns the engine."""
     import deepspeed
@@ -130,6 +142,8 @@ def initialize(config: TrainConfig, unet: torch.nn.Module, *, on_gpu: bool) -> A
 
     if config.deepspeed.activation_checkpointing:
         unet.enable_gradient_checkpointing()
+    if not on_gpu:
+        skip_cpu_shared_memory_op()
     params = [p for p in unet.parameters() if p.requires_grad]
     schedule = LRLambda(config.lr_schedule, config.total_lr_steps)
     engine, _, _, _ = deepspeed.initialize(

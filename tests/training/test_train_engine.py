@@ -12,7 +12,7 @@ from cascade.models import BaseUNet3DModel
 from training.checkpointing import export_checkpoint, save_checkpoint
 from training.config import TrainConfig, public_dump
 from training.ema import ShardedEMA
-from training.engine import initialize, select_trainable
+from training.engine import initialize, select_trainable, skip_cpu_shared_memory_op
 from training.objective import joint_loss
 from training.specs.base_model import BaseModelSpec
 from training.trainer import save_probe
@@ -28,6 +28,7 @@ def single_rank():
         os.environ.setdefault(key, value)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    skip_cpu_shared_memory_op()
     deepspeed.init_distributed(dist_backend="gloo", verbose=False)
     yield
     torch.set_num_threads(threads)
