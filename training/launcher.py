@@ -105,12 +105,8 @@ def run_state(config: TrainConfig) -> RunState:
 def _state_from_folders(fs: Any, path: str, run_uri: str, world_size: int, snapshot: str) -> RunState:
     """The newest checkpoint folder holding the trainer state and every rank's data state (the
     files each rank writes last)."""
-    names = sorted(
-        (posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False)),
-        key=lambda name: name if name.startswith(CHECKPOINT_PREFIX) else "",
-        reverse=True,
-    )
-    for name in (n for n in names if n.startswith(CHECKPOINT_PREFIX)):
+    names = (posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False))
+    for name in sorted((n for n in names if n.startswith(CHECKPOINT_PREFIX)), reverse=True):
         folder = f"{path}/{name}"
         ranks = [f"{folder}/data/rank_{rank:05d}.json" for rank in range(world_size)]
         if fs.exists(f"{folder}/{TRAINER_STATE}") and all(fs.exists(rank) for rank in ranks):

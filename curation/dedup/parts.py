@@ -97,7 +97,8 @@ def group_units(parts: list[Part], rows_per_task: int) -> list[Unit]:
     return units
 
 
-def _read(uri: str, options: Mapping[str, Any] | None, columns: list[str] | None = None) -> pa.Table:
+def read_table(uri: str, options: Mapping[str, Any] | None, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet file, the ``columns`` of them it has (all by default)."""
     fs, path = arrow_filesystem(uri, options)
     with fs.open_input_file(path) as handle:
         parquet = pq.ParquetFile(handle)
@@ -114,8 +115,8 @@ def read_unit(unit: Unit, options: Mapping[str, Any] | None) -> tuple[pa.Table, 
     more clips) is left out."""
     tables, vectors = [], []
     for part in unit.parts:
-        embedded = _read(part.embeddings, options)
-        clips = _read(part.clips, options, ["clip_id", *KEEPER_COLUMNS])
+        embedded = read_table(part.embeddings, options)
+        clips = read_table(part.clips, options, ["clip_id", *KEEPER_COLUMNS])
         for column, kind in (("aesthetic_score", pa.float32()), ("duration_sec", pa.float64())):
             if column not in clips.column_names:
                 clips = clips.append_column(column, pa.nulls(clips.num_rows, kind))

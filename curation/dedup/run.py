@@ -37,7 +37,7 @@ from curation.dedup.kmeans import (
     partial_sums,
     row_generator,
 )
-from curation.dedup.parts import Part, Unit, count_rows, embedding_dim, group_units, list_parts, read_unit
+from curation.dedup.parts import Part, Unit, count_rows, embedding_dim, group_units, list_parts, read_table, read_unit
 from curation.output import parquet_bytes
 from curation.steps import DEDUP_STAGE
 from lavie.core.errors import UserError, require_ray
@@ -187,7 +187,7 @@ def _write_task(parts: list[Part], unit: int | None, job: _Job) -> dict[str, int
         duplicates = _read_work(job, "duplicates", pc.field("unit") == unit, options)
     written = {"clips": 0, "duplicates": 0}
     for part in parts:
-        clips = pq.read_table(_open(part.clips, options))
+        clips = read_table(part.clips, options)
         dropped = None
         if duplicates is not None:
             dropped = duplicates.filter(pc.field("part") == part.index)
@@ -196,7 +196,7 @@ def _write_task(parts: list[Part], unit: int | None, job: _Job) -> dict[str, int
             kept = clips.filter(pc.invert(pc.is_in(clips.column("clip_id"), value_set=dropped.column("clip_id"))))
         atomic_write(join(job.out, CLIPS_DIR, part.name), parquet_bytes(kept), options)
         if part.embeddings is not None:
-            embedded = pq.read_table(_open(part.embeddings, options))
+            embedded = read_table(part.embeddings, options)
             embedded = embedded.filter(pc.is_in(embedded.column("clip_id"), value_set=kept.column("clip_id")))
             atomic_write(join(job.out, EMBEDDINGS_DIR, part.name), parquet_bytes(embedded), options)
         if dropped is not None and dropped.num_rows:
@@ -230,13 +230,9 @@ def _reject_rows(clips: pa.Table, dropped: pa.Table) -> pa.Table:
 def _copy_task(sources: list[str], targets: list[str], job: _Job) -> int:
     options = job.storage.open()
     for source, target in zip(sources, targets):
-        atomic_write(target, _open(source, options).read(), options)
+        fs, path = filesystem(source, options)
+        atomic_write(target, fs.cat_file(path), options)
     return len(sources)
-
-
-def _open(uri: str, options: Mapping[str, Any]):
-    fs, path = filesystem(uri, options)
-    return fs.open(path, "rb")
 
 
 # --------------------------------------------------------------------------- the driver
